@@ -1,0 +1,39 @@
+"""Exceptions that the CLI turns into one clear message instead of a traceback."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type or out of range.
+
+    ``key`` is the dotted config key (``optimizer.lr``) so the message tells the user
+    exactly what to fix; groups prefix their name while the error travels outwards.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+    def within(self, group: str) -> ConfigError:
+        """The same error with ``group.`` in front of its key."""
+        return ConfigError(f"{group}.{self.key}" if self.key else group, self.message)
+
+
+class DataError(RuntimeError):
+    """A data set is missing, corrupt or fails its checksum."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run is recorded as failed with ``reason`` (``nan_loss``)."""
+
+    def __init__(self, reason: str, epoch: int, detail: str = "") -> None:
+        self.reason = reason
+        self.epoch = epoch
+        super().__init__(f"training diverged at epoch {epoch}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+def require(condition: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError(key, message)`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(key, message)

@@ -1,0 +1,46 @@
+"""One experiment: validate the composed config, train, and record it in the tracker.
+
+This is what the ``vae-train`` app and the sweeper call; the outcome of every run, failed
+ones included, ends up in MLflow with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from vae_sweep.config import MlflowTracking, parse_run_config
+from vae_sweep.errors import TrainingDiverged
+from vae_sweep.train import EpochCallback, TrainResult, train
+
+
+def run_experiment(
+    cfg: DictConfig,
+    *,
+    callbacks: Sequence[EpochCallback] = (),
+    tags: Mapping[str, str] | None = None,
+) -> TrainResult:
+    """Train the run ``cfg`` describes. Raises ``ConfigError`` before any work if it is invalid,
+    ``TrainingDiverged`` if the loss becomes NaN/inf (the MLflow run is then FAILED)."""
+    config = parse_run_config(cfg)
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    if not isinstance(config.tracking, MlflowTracking):
+        return train(config, callbacks)
+    from vae_sweep.tracking import MlflowRun  # mlflow takes seconds to import: only when tracking
+
+    run = MlflowRun.start(config.tracking, config, resolved, tags=tags)
+    try:
+        result = train(config, [run, *callbacks])
+    except TrainingDiverged as error:
+        run.fail(error.reason, str(error))
+        raise
+    except KeyboardInterrupt:
+        run.fail("interrupted", status="KILLED")
+        raise
+    except Exception as error:
+        run.fail(type(error).__name__, str(error))
+        raise
+    run.finish(result)
+    return result

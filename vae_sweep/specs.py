@@ -1,0 +1,68 @@
+"""Typed, validated views of the config groups.
+
+Every option file in ``conf/`` names its spec class with ``_target_``; only classes
+registered here may be named (an allowlist: a config fetched from a tracking server is
+data, never a way to import arbitrary code). OmegaConf checks the types against the
+dataclass fields and each spec's ``__post_init__`` checks the ranges, so a bad value
+fails before training with a message naming the full key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vae_sweep.errors import ConfigError
+
+_REGISTRY: dict[str, type] = {}
+
+SpecT = TypeVar("SpecT", bound=type)
+
+
+def register(cls: SpecT) -> SpecT:
+    """Class decorator: allow ``cls`` as a ``_target_`` in config files."""
+    _REGISTRY[target_of(cls)] = cls
+    return cls
+
+
+def target_of(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def allowed_targets() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def parse_spec(node: Mapping[str, Any] | DictConfig, group: str, base: type | None = None) -> Any:
+    """Turn one config group's node into its validated spec object.
+
+    ``base`` restricts the ``_target_`` to subclasses of it (an optimizer file cannot name
+    a model spec).
+    """
+    if not isinstance(node, (Mapping, DictConfig)):
+        raise ConfigError(group, f"expected a mapping with a _target_, got {node!r}")
+    values = dict(OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node)
+    target = values.pop("_target_", None)
+    candidates = [t for t, c in _REGISTRY.items() if base is None or issubclass(c, base)]
+    cls = _REGISTRY.get(target) if isinstance(target, str) else None
+    if cls is None or (base is not None and not issubclass(cls, base)):
+        raise ConfigError(
+            f"{group}._target_", f"{target!r} is not allowed here; allowed: {', '.join(sorted(candidates))}"
+        )
+    fields = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            name = values.get("name", cls.__name__)
+            raise ConfigError(f"{group}.{key}", f"unknown key for {name!r}; allowed keys: {', '.join(sorted(fields))}")
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+    except ConfigError as error:
+        raise error.within(group) from None
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", "") or ""
+        first_line = str(error).splitlines()[0]
+        raise ConfigError(f"{group}.{key}" if key else group, first_line) from None
