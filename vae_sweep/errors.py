@@ -27,9 +27,10 @@ class DataError(RuntimeError):
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the run is recorded as failed with ``reason`` (``nan_loss``)."""
 
-    def __init__(self, reason: str, epoch: int, detail: str = "") -> None:
+    def __init__(self, reason: str, epoch: int, detail: str = "", metrics: dict[str, float] | None = None) -> None:
         self.reason = reason
         self.epoch = epoch
+        self.metrics = metrics or {}  # the failing epoch's metrics, so trackers can keep the curve
         super().__init__(f"training diverged at epoch {epoch}: {reason}" + (f" ({detail})" if detail else ""))
 
 

@@ -34,6 +34,7 @@ def run_experiment(
     try:
         result = train(config, [run, *callbacks])
     except TrainingDiverged as error:
+        run.log_metrics(error.metrics, step=error.epoch)
         run.fail(error.reason, str(error))
         raise
     except KeyboardInterrupt:

@@ -226,4 +226,4 @@ def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 def check_finite(metrics: dict[str, float], epoch: int) -> None:
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if bad:
-        raise TrainingDiverged("nan_loss", epoch, detail=f"non-finite {', '.join(bad)}")
+        raise TrainingDiverged("nan_loss", epoch, detail=f"non-finite {', '.join(bad)}", metrics=metrics)
