@@ -9,6 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from vae_sweep.config import parse_objectives
 from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
 
@@ -16,21 +17,33 @@ log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://vae_sweep.conf", config_name="config")
-def train_app(cfg: DictConfig) -> float:
-    """Train one VAE and return the objective metric, so any Hydra sweeper can minimise it.
+def train_app(cfg: DictConfig) -> float | list[float]:
+    """Train one VAE and return its objective metric(s), for any Hydra sweeper to minimise.
 
     A diverged run returns NaN (its MLflow run is FAILED with a reason) instead of raising,
-    so one bad combination never takes down a multirun. Bad config or missing data stop
-    the process with one clear message and exit code 2.
+    so one bad combination never takes down a multirun. Outside our sweeper, bad config or
+    missing data stop the process with one clear message and exit code 2; inside it they
+    fail the trial (the sweeper records the reason) and the sweep goes on.
     """
+    from vae_sweep.sweep.trial_link import link_current_job
+
+    link = link_current_job()
     try:
-        result = run_experiment(cfg)
+        objectives = parse_objectives(cfg.get("objective", "val_loss"))
+        result = run_experiment(
+            cfg,
+            callbacks=link.callbacks(objectives[0]) if link else (),
+            tags=link.tags() if link else None,
+            on_run_start=link.record_run if link else None,
+        )
     except (ConfigError, DataError) as error:
+        if link is not None:
+            raise
         print(f"vae-train: error: {error}", file=sys.stderr)
         sys.exit(2)
     except TrainingDiverged as error:
         log.error("%s; the run is recorded as failed", error)
-        return math.nan
-    value = result.metrics[cfg.objective]
-    log.info("%s = %.4f", cfg.objective, value)
-    return value
+        return [math.nan] * len(objectives) if len(objectives) > 1 else math.nan
+    values = [result.metrics[name] for name in objectives]
+    log.info("%s", ", ".join(f"{name} = {value:.4f}" for name, value in zip(objectives, values, strict=True)))
+    return values if len(values) > 1 else values[0]

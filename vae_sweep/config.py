@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vae_sweep.data import DataSpec
 from vae_sweep.errors import ConfigError, require
@@ -114,7 +114,7 @@ class RunConfig:
     regularization: RegularizationSpec
     trainer: TrainerSpec
     tracking: TrackingSpec
-    objective: str = "val_loss"
+    objectives: tuple[str, ...] = ("val_loss",)  # one metric, or several for a multi-objective study
 
 
 def parse_run_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
@@ -132,8 +132,13 @@ def parse_run_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
     if missing:
         raise ConfigError(missing[0], f"missing config group; every run needs {', '.join(GROUPS)}")
     specs = {group: parse_spec(container[group], group, base) for group, base in GROUPS.items()}
-    objective = container.get("objective", "val_loss")
-    require(
-        objective in OBJECTIVES, "objective", f"unknown metric {objective!r}; choose one of {', '.join(OBJECTIVES)}"
-    )
-    return RunConfig(objective=objective, **specs)
+    return RunConfig(objectives=parse_objectives(container.get("objective", "val_loss")), **specs)
+
+
+def parse_objectives(objective: Any) -> tuple[str, ...]:
+    """``objective`` is one metric name or a list of them (multi-objective)."""
+    names = tuple(objective) if isinstance(objective, (list, tuple, ListConfig)) else (objective,)
+    require(len(names) > 0, "objective", "needs at least one metric")
+    for name in names:
+        require(name in OBJECTIVES, "objective", f"unknown metric {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    return names

@@ -38,3 +38,11 @@ def require(condition: bool, key: str, message: str) -> None:
     """Raise ``ConfigError(key, message)`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(key, message)
+
+
+class TrainingPruned(RuntimeError):
+    """A pruner stopped the run after ``epoch``; its curves so far are kept."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        super().__init__(f"pruned at epoch {epoch}")

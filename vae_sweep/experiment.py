@@ -6,13 +6,13 @@ ones included, ends up in MLflow with its reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from vae_sweep.config import MlflowTracking, parse_run_config
-from vae_sweep.errors import TrainingDiverged
+from vae_sweep.errors import TrainingDiverged, TrainingPruned
 from vae_sweep.train import EpochCallback, TrainResult, train
 
 
@@ -21,9 +21,12 @@ def run_experiment(
     *,
     callbacks: Sequence[EpochCallback] = (),
     tags: Mapping[str, str] | None = None,
+    on_run_start: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the run ``cfg`` describes. Raises ``ConfigError`` before any work if it is invalid,
-    ``TrainingDiverged`` if the loss becomes NaN/inf (the MLflow run is then FAILED)."""
+    ``TrainingDiverged`` if the loss becomes NaN/inf (the MLflow run is then FAILED) and
+    ``TrainingPruned`` when a pruning callback stops it (FINISHED, tagged ``pruned_at_epoch``).
+    ``on_run_start`` receives the MLflow run id as soon as the run exists."""
     config = parse_run_config(cfg)
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     if not isinstance(config.tracking, MlflowTracking):
@@ -31,8 +34,13 @@ def run_experiment(
     from vae_sweep.tracking import MlflowRun  # mlflow takes seconds to import: only when tracking
 
     run = MlflowRun.start(config.tracking, config, resolved, tags=tags)
+    if on_run_start is not None:
+        on_run_start(run.run_id)
     try:
         result = train(config, [run, *callbacks])
+    except TrainingPruned as error:
+        run.prune(error.epoch)
+        raise
     except TrainingDiverged as error:
         run.log_metrics(error.metrics, step=error.epoch)
         run.fail(error.reason, str(error))

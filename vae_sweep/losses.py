@@ -51,9 +51,17 @@ def linear_warmup(progress: float, warmup_epochs: float) -> float:
 
 def cyclical_annealing(progress: float, total_epochs: float, cycles: int, ramp_fraction: float) -> float:
     """Cyclical KL annealing (Fu et al., 2019): ``cycles`` ramps 0 -> 1, each over
-    ``ramp_fraction`` of its cycle, then held at 1 for the rest of the cycle."""
+    ``ramp_fraction`` of its cycle, then held at 1 for the rest of the cycle.
+
+    A cycle spans the progress interval (start, end]: the end of a cycle (the trainer passes
+    the progress after each batch) still belongs to it, at full weight, not to the next one.
+    """
+    if progress >= total_epochs:
+        return 1.0
     period = total_epochs / cycles
-    position = (progress % period) / period if progress < total_epochs else 1.0
+    position = (progress % period) / period
+    if position == 0.0 and progress > 0:
+        position = 1.0
     return min(1.0, position / ramp_fraction)
 
 

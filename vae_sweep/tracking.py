@@ -172,6 +172,11 @@ class MlflowRun:
             self.client.log_image(self.run_id, samples, artifact_file="prior_samples.png")
         self.client.set_terminated(self.run_id, "FINISHED")
 
+    def prune(self, epoch: int) -> None:
+        """A pruned run ends normally, its curves kept, marked with the epoch it stopped at."""
+        self.client.set_tag(self.run_id, "pruned_at_epoch", str(epoch))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
     def fail(self, reason: str, detail: str = "", status: str = "FAILED") -> None:
         tags = [RunTag("failure_reason", reason)] + ([RunTag("failure_detail", detail[:5000])] if detail else [])
         self.client.log_batch(self.run_id, tags=tags)

@@ -1,0 +1,31 @@
+"""``hydra/sweeper=optuna``: a thin Sweeper delegating to ``vae_sweep.sweep.sweeper``.
+
+Hydra imports every module under ``hydra_plugins`` when it starts, so this one stays light:
+Optuna and MLflow are imported only when a sweep actually begins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from vae_sweep.sweep.settings import OptunaSweeperSettings
+
+ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperSettings, provider="vae-sweep")
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        from vae_sweep.sweep.sweeper import OptunaSweeperImpl
+
+        self._impl = OptunaSweeperImpl(settings)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        return self._impl.sweep(arguments)

@@ -1,0 +1,103 @@
+"""What a sweep leaves behind: ``optimization_results.yaml`` and the study's plots."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import warnings
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import optuna
+import yaml
+from optuna.visualization import matplotlib as optuna_plots
+
+from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.trial_link import RUN_ID_ATTR
+
+log = logging.getLogger(__name__)
+
+
+def reproduce_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
+    """A single ``vae-train`` run with the trial's overrides: no sweep, same config."""
+    values = {name: trial.params[name] for name in plan.space.params if name in trial.params}
+    return shlex.join(["vae-train", *plan.base_overrides, *plan.space.overrides(values)])
+
+
+def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    summary: dict[str, Any] = {
+        "name": study.study_name,
+        "direction": [d.name.lower() for d in study.directions],
+        "trials": counts,
+    }
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return summary
+    if len(study.directions) == 1:
+        best = study.best_trial
+        summary.update(
+            best_value=float(best.value),
+            best_params=dict(best.params),
+            best_trial=best.number,
+            best_run_id=best.user_attrs.get(RUN_ID_ATTR),
+            reproduce=reproduce_command(plan, best),
+        )
+    else:
+        summary["best_trials"] = [
+            {
+                "trial": trial.number,
+                "values": [float(v) for v in trial.values],
+                "params": dict(trial.params),
+                "run_id": trial.user_attrs.get(RUN_ID_ATTR),
+                "reproduce": reproduce_command(plan, trial),
+            }
+            for trial in study.best_trials
+        ]
+    return summary
+
+
+def write_results(summary: dict[str, Any], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "optimization_results.yaml"
+    path.write_text(yaml.safe_dump(summary, sort_keys=False))
+    return path
+
+
+def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optuna's standard plots as PNGs; a plot the study cannot support yet is skipped with a note."""
+    folder.mkdir(parents=True, exist_ok=True)
+    multi = len(study.directions) > 1
+    makers = (
+        {
+            "pareto_front": lambda: optuna_plots.plot_pareto_front(study),
+        }
+        if multi
+        else {
+            "optimization_history": lambda: optuna_plots.plot_optimization_history(study),
+            "param_importances": lambda: optuna_plots.plot_param_importances(study),
+            "parallel_coordinate": lambda: optuna_plots.plot_parallel_coordinate(study),
+            "intermediate_values": lambda: optuna_plots.plot_intermediate_values(study),
+        }
+    )
+    saved = []
+    for name, make in makers.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # experimental-API and degenerate-axis notes from small studies
+            try:
+                axes = make()
+            except (ValueError, RuntimeError, ZeroDivisionError) as error:
+                log.info("plot %s skipped: %s", name, error)
+                continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        path = folder / f"{name}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        saved.append(path)
+    return saved

@@ -1,0 +1,77 @@
+"""Optuna samplers and pruners from ``hydra.sweeper.sampler`` / ``hydra.sweeper.pruner``.
+
+Names map to Optuna's own classes; ``options`` are passed through as keyword arguments, and
+anything Optuna would refuse is refused here first with the key and the accepted names.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+
+from vae_sweep.errors import ConfigError, require
+from vae_sweep.sweep.space import SearchSpace
+
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": optuna.samplers.GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "gp": optuna.samplers.GPSampler,
+    "nsgaii": optuna.samplers.NSGAIISampler,
+    "qmc": optuna.samplers.QMCSampler,
+}
+
+PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "patient": optuna.pruners.PatientPruner,
+    "threshold": optuna.pruners.ThresholdPruner,
+}
+
+
+def checked_call(factory: Callable[..., Any], key: str, options: Mapping[str, Any], **fixed: Any) -> Any:
+    """``factory(**options, **fixed)``, turning an unknown or bad user option into a ``ConfigError``."""
+    accepted = [name for name in inspect.signature(factory).parameters if name not in fixed]
+    for name in options:
+        require(name in accepted, f"{key}.options.{name}", f"unknown option; {factory.__name__} takes {accepted}")
+    try:
+        return factory(**options, **fixed)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{key}.options", f"{factory.__name__} refused {dict(options)}: {error}") from None
+
+
+def make_sampler(
+    name: str, seed: int | None, options: Mapping[str, Any], space: SearchSpace
+) -> optuna.samplers.BaseSampler:
+    """The sampler; ``grid`` enumerates ``space.grid()`` (every value of every parameter)."""
+    key = "hydra.sweeper.sampler"
+    require(name in SAMPLERS, f"{key}.name", f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    fixed: dict[str, Any] = {} if seed is None else {"seed": seed}
+    if name == "grid":
+        fixed["search_space"] = space.grid()
+    return checked_call(SAMPLERS[name], key, options, **fixed)
+
+
+def make_pruner(name: str, options: Mapping[str, Any], *, multi_objective: bool) -> optuna.pruners.BasePruner:
+    """The pruner; ``patient`` wraps a median pruner unless ``options.wrapped`` names another."""
+    key = "hydra.sweeper.pruner"
+    require(name in PRUNERS, f"{key}.name", f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
+    require(
+        name == "none" or not multi_objective,
+        f"{key}.name",
+        f"pruner {name!r} cannot be used with several objectives (Optuna prunes single-objective studies only); "
+        "use pruner none",
+    )
+    if name != "patient":
+        return checked_call(PRUNERS[name], key, options)
+    kwargs = {"patience": 3, **options}
+    wrapped = kwargs.pop("wrapped", "median")
+    require(wrapped in PRUNERS and wrapped != "patient", f"{key}.options.wrapped", f"unknown pruner {wrapped!r}")
+    return checked_call(PRUNERS[name], key, kwargs, wrapped_pruner=PRUNERS[wrapped]())

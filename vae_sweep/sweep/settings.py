@@ -1,0 +1,59 @@
+"""The sweeper's settings under ``hydra.sweeper.*``, as typed dataclasses.
+
+Registered in Hydra's ConfigStore by the plugin facade (``hydra/sweeper=optuna``), so a
+typo or a wrong type in ``hydra.sweeper.n_trials=abc`` is refused by Hydra itself and
+``vae-train --cfg hydra`` shows every setting with its default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SWEEPER_TARGET = "hydra_plugins.vae_sweep_optuna.optuna_sweeper.OptunaSweeper"
+
+
+@dataclass
+class SamplerSettings:
+    # tpe, random, grid, cmaes, gp, nsgaii, qmc
+    name: str = "tpe"
+    seed: int | None = None
+    # Extra keyword arguments for the Optuna sampler, e.g. {multivariate: true, group: true}.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PrunerSettings:
+    # none, median, percentile, successive_halving, hyperband, patient, threshold
+    name: str = "none"
+    # Keyword arguments for the Optuna pruner, e.g. {n_warmup_steps: 5}.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptunaSweeperSettings:
+    _target_: str = SWEEPER_TARGET
+    # Defaults to the study file's name (study=NAME) or "vae-sweep".
+    study_name: str | None = None
+    # Persistent and local by default, so re-running the same command resumes the study.
+    storage: str = "sqlite:///optuna.db"
+    # "minimize", "maximize", or a list of them for a multi-objective study.
+    direction: Any = "minimize"
+    # The study's total budget: finished trials from earlier runs count toward it.
+    n_trials: int = 20
+    # Trials running at the same time on this machine (one worker process each).
+    n_jobs: int = 1
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    pruner: PrunerSettings = field(default_factory=PrunerSettings)
+    # The search space: key -> Hydra override grammar (choice, range, interval, tag(log, ...))
+    # or a mapping of conditions (see docs/studies.md).
+    params: dict[str, Any] = field(default_factory=dict)
+    # Start a new study (named with a timestamp suffix) instead of resuming.
+    fresh: bool = False
+    # Stop claiming trials once more than this fraction of finished trials failed.
+    max_failure_rate: float = 1.0
+    # Seconds between heartbeats of a running trial; a trial silent for grace_period
+    # (default 2 x interval) is marked failed and retried up to max_retry times.
+    heartbeat_interval: int = 30
+    grace_period: int | None = None
+    max_retry: int = 1

@@ -1,0 +1,454 @@
+"""The search space: ``hydra.sweeper.params`` parsed into Optuna distributions.
+
+Each entry maps a config key (``optimizer.lr``) or config group (``optimizer``) to a string in
+Hydra's override grammar, parsed by Hydra's own parser so a study file reads like a command line:
+
+- ``choice(sgd, adam)`` -> ``CategoricalDistribution`` (values typed as Hydra parses them);
+- ``range(1, 5)``, ``range(0, 10, 2)`` -> ``IntDistribution(1, 4)``, ``IntDistribution(0, 8, step=2)``
+  (the stop is exclusive, as in Python and Hydra; float arguments give a stepped ``FloatDistribution``);
+- ``interval(0.0, 0.5)`` -> ``FloatDistribution``; Hydra turns the bounds of a plain interval into floats,
+  so ``interval(0, 1)`` is a float interval too, and only ``int(interval(8, 64))`` gives an ``IntDistribution``;
+- ``tag(log, ...)`` around a range or interval samples on a log scale;
+- a plain value (``5``, ``relu``) is a fixed override, applied to every trial and not searched.
+
+An entry may instead be a mapping of conditions on a categorical parameter, one level deep::
+
+    optimizer.lr:
+      optimizer=sgd,momentum: tag(log, interval(1e-3, 0.3))
+      default: tag(log, interval(1e-4, 1e-2))
+
+Example:
+    >>> space = parse_search_space({"optimizer": "choice(sgd, adam)", "optimizer.lr": "tag(log, interval(1e-4, 1e-1))"})
+    >>> space.params["optimizer.lr"].distribution
+    FloatDistribution(high=0.1, log=True, low=0.0001, step=None)
+    >>> space.overrides({"optimizer": "adam", "optimizer.lr": 0.001})
+    ['optimizer=adam', 'optimizer.lr=0.001']
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.errors import OverrideParseException
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    check_distribution_compatibility,
+)
+from optuna.trial import BaseTrial
+
+from vae_sweep.errors import ConfigError, require
+
+Choice = str | int | float | bool
+Distribution = CategoricalDistribution | IntDistribution | FloatDistribution
+
+DEFAULT = "default"  # the condition key that applies when no other condition matches
+SEARCHED = (
+    "choice(a, b, ...), range(start, stop[, step]), interval(low, high), int(interval(low, high)) "
+    "or tag(log, <range or interval>)"
+)
+ALLOWED = f"{SEARCHED}, or a plain value for a fixed override"
+
+_PARSER = OverridesParser.create()
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched parameter: a single distribution, or one picked by the value of a categorical parent."""
+
+    name: str
+    key: str  # the full config key, so errors point at the study file's line
+    distribution: Distribution | None = None  # set when unconditional
+    parent: str | None = None  # set when conditional
+    branches: dict[Choice, Distribution] = field(default_factory=dict)  # parent value -> distribution
+    default: Distribution | None = None  # when the parent's value has no branch; None: not sampled then
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.parent is not None
+
+    def active(self, values: Mapping[str, Any]) -> Distribution | None:
+        """The distribution to sample given the parent's value in ``values``; None when the condition fails."""
+        if self.parent is None:
+            return self.distribution
+        return self.branches.get(values[self.parent], self.default)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Searched parameters (unconditional first, so parents come before their children) and fixed overrides."""
+
+    params: dict[str, ParamSpec]
+    fixed: dict[str, str]  # key -> override value text as written
+
+    @property
+    def is_conditional(self) -> bool:
+        return any(spec.is_conditional for spec in self.params.values())
+
+    def sample(self, trial: BaseTrial) -> dict[str, Any]:
+        """Suggest every parameter whose condition holds, through the trial's public ``suggest_*`` API."""
+        values: dict[str, Any] = {}
+        for spec in self.params.values():
+            distribution = spec.active(values)
+            if distribution is not None:
+                values[spec.name] = _suggest(trial, spec.name, distribution)
+        return values
+
+    def overrides(self, values: Mapping[str, Any]) -> list[str]:
+        """The fixed overrides, then ``values`` as Hydra override strings that parse back to the same values."""
+        unknown = sorted(set(values) - set(self.params))
+        if unknown:
+            raise ValueError(f"not parameters of this search space: {unknown}; it has {list(self.params)}")
+        sampled = [f"{name}={_format_value(values[name])}" for name in self.params if name in values]
+        return [f"{name}={text}" for name, text in self.fixed.items()] + sampled
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Every parameter's values, for ``optuna.samplers.GridSampler`` (which needs each one in every trial)."""
+        grid = {}
+        for spec in self.params.values():
+            require(
+                spec.distribution is not None,
+                spec.key,
+                f"the grid sampler needs every parameter in every trial, but {spec.name} depends on {spec.parent}; "
+                "make it unconditional or use another sampler",
+            )
+            values = _enumerate(spec.distribution)
+            require(
+                values is not None,
+                spec.key,
+                f"{spec.distribution} has no finite set of values for the grid sampler; "
+                "use choice(...) or range(...), or another sampler",
+            )
+            grid[spec.name] = values
+        return grid
+
+    def corners(self) -> list[dict[str, Any]]:
+        """A few assignments that together reach every choice and both bounds of every branch of every parameter.
+
+        Each pins one parameter (and the parent value that selects the branch) and leaves the others at their
+        first choice or low bound, so composing them all checks the whole space against the real config cheaply.
+        """
+        found = [self._complete({})]
+        for spec in self.params.values():
+            for pins, distribution in self._cases(spec):
+                for value in _extremes(distribution):
+                    assignment = self._complete({**pins, spec.name: value})
+                    if assignment not in found:
+                        found.append(assignment)
+        return found
+
+    def _cases(self, spec: ParamSpec) -> list[tuple[dict[str, Any], Distribution]]:
+        """Each distinct distribution of ``spec``, with the parent value that selects it."""
+        if spec.distribution is not None:
+            return [({}, spec.distribution)]
+        cases: list[tuple[dict[str, Any], Distribution]] = []
+        parent = self.params[spec.parent].distribution
+        for choice in parent.choices:
+            distribution = spec.active({spec.parent: choice})
+            if distribution is not None and all(distribution != seen for _, seen in cases):
+                cases.append(({spec.parent: choice}, distribution))
+        return cases
+
+    def _complete(self, pins: Mapping[str, Any]) -> dict[str, Any]:
+        """An assignment with ``pins`` and every other active parameter at its first value."""
+        values: dict[str, Any] = {}
+        for spec in self.params.values():
+            distribution = spec.active(values)
+            if distribution is not None:
+                values[spec.name] = pins[spec.name] if spec.name in pins else _extremes(distribution)[0]
+        return values
+
+
+def parse_search_space(params: Mapping[str, Any], *, key: str = "hydra.sweeper.params") -> SearchSpace:
+    """Parse a study's ``params`` mapping; every mistake is a ``ConfigError`` naming the entry to fix."""
+    require(isinstance(params, Mapping), key, f"must map config keys to search spaces, got {type(params).__name__}")
+    unconditional: dict[str, ParamSpec] = {}
+    conditions: dict[str, Mapping[Any, Any]] = {}
+    fixed: dict[str, str] = {}
+    for name, value in params.items():
+        require(isinstance(name, str) and name.strip() != "", key, f"keys are config keys (strings), got {name!r}")
+        param_key = f"{key}.{name}"
+        if isinstance(value, Mapping):
+            conditions[name] = value
+            continue
+        text = _value_text(value, key=param_key)
+        distribution = parse_distribution(name, text, key=param_key)
+        if distribution is None:
+            fixed[name] = text
+        else:
+            unconditional[name] = ParamSpec(name, param_key, distribution=distribution)
+    conditional = {
+        name: _parse_conditional(
+            name, branches, key=f"{key}.{name}", space=unconditional, fixed=fixed, conditional=conditions
+        )
+        for name, branches in conditions.items()
+    }
+    return SearchSpace(params={**unconditional, **conditional}, fixed=fixed)
+
+
+def parse_distribution(name: str, text: str, *, key: str) -> Distribution | None:
+    """The Optuna distribution for ``name=text`` in Hydra's override grammar; None for a fixed value."""
+    override = _parse(f"{name}={text}", key=key)
+    if not override.is_sweep_override():
+        return None
+    sweep = override.value()
+    if not isinstance(sweep, ChoiceSweep | RangeSweep | IntervalSweep):
+        raise ConfigError(key, f"{text!r} ({type(sweep).__name__}) cannot be searched by Optuna; use {ALLOWED}")
+    unknown = sorted(sweep.tags - {"log"})
+    require(not unknown, key, f"unknown tag {unknown} in {text!r}; the only tag understood is log: tag(log, ...)")
+    log = "log" in sweep.tags
+    if isinstance(sweep, IntervalSweep):
+        return _interval(sweep.start, sweep.end, log=log, text=text, key=key)
+    require(not sweep.shuffle, key, f"shuffle() in {text!r} has no meaning here: the sampler picks values; remove it")
+    if isinstance(sweep, RangeSweep):
+        return _range(sweep.start, sweep.stop, sweep.step, log=log, text=text, key=key)
+    require(not log, key, f"tag(log, ...) in {text!r} applies to range(...) or interval(...), not to choice(...)")
+    return _categorical(sweep.list, text=text, key=key)
+
+
+def _categorical(choices: list[Any], *, text: str, key: str) -> CategoricalDistribution:
+    for index, choice in enumerate(choices):
+        require(
+            isinstance(choice, Choice),
+            key,
+            f"choice values must be strings, numbers or booleans (what Optuna stores), got {choice!r} in {text!r}",
+        )
+        require(
+            choice not in choices[:index],
+            key,
+            f"{choice!r} appears twice in {text!r} (true, 1 and 1.0 count as equal); list each choice once",
+        )
+    return CategoricalDistribution(choices)
+
+
+def _range(start: float, stop: float, step: float, *, log: bool, text: str, key: str) -> Distribution:
+    """Hydra's range stops before ``stop``, like Python's; Optuna's bounds are inclusive, so high is the last value."""
+    require(step > 0, key, f"{text!r} needs a positive step (Optuna's distributions are ascending)")
+    require(start < stop, key, f"{text!r} is empty: start must be below stop, which is excluded as in Python")
+    count = ((_decimal(stop) - _decimal(start)) / _decimal(step)).to_integral_value(rounding=ROUND_CEILING)
+    last = _decimal(start) + (count - 1) * _decimal(step)
+    if log:
+        require(start > 0, key, f"tag(log, ...) needs a positive start, got {text!r}")
+    if all(isinstance(bound, int) for bound in (start, stop, step)):
+        require(not log or step == 1, key, f"tag(log, range(...)) needs step 1 in Optuna, got {text!r}")
+        return IntDistribution(start, int(last), step=step, log=log)
+    require(not log, key, f"Optuna cannot combine log with a float step in {text!r}; use tag(log, interval(...))")
+    return FloatDistribution(float(start), float(last), step=float(step))
+
+
+def _interval(low: float, high: float, *, log: bool, text: str, key: str) -> Distribution:
+    """Integer bounds come only from ``int(...)``: Hydra makes a plain interval's bounds floats."""
+    require(math.isfinite(low) and math.isfinite(high), key, f"{text!r} needs finite bounds")
+    require(low < high, key, f"{text!r} has low >= high; write interval(low, high) with low < high")
+    require(not log or low > 0, key, f"tag(log, ...) needs low > 0, got {text!r}")
+    if isinstance(low, int) and isinstance(high, int):
+        return IntDistribution(low, high, log=log)
+    return FloatDistribution(low, high, log=log)
+
+
+def _parse_conditional(
+    name: str,
+    branches: Mapping[Any, Any],
+    *,
+    key: str,
+    space: Mapping[str, ParamSpec],
+    fixed: Mapping[str, str],
+    conditional: Mapping[str, Any],
+) -> ParamSpec:
+    """A parameter whose distribution depends on the value of one unconditional categorical parameter."""
+    require(
+        any(condition != DEFAULT for condition in branches),
+        key,
+        f"a mapping of conditions needs at least one '<parent>=<value>[,<value>...]' key besides {DEFAULT!r}, "
+        f"got {list(branches)}",
+    )
+    parent: str | None = None
+    by_value: dict[Choice, Distribution] = {}
+    default: Distribution | None = None
+    first: tuple[str, Distribution] | None = None
+    for condition, value in branches.items():
+        branch_key = f"{key}.{condition}"
+        require(
+            not isinstance(value, Mapping),
+            branch_key,
+            "conditions go one level deep: a branch is a search space such as interval(...), not another mapping",
+        )
+        if condition != DEFAULT:
+            branch_parent, parent_values = _parse_condition(condition, key=branch_key)
+            require(
+                parent in (None, branch_parent),
+                branch_key,
+                f"every condition of {name} must test the same parameter, got {parent!r} and {branch_parent!r}",
+            )
+            parent = branch_parent
+            choices = _parent_choices(parent, key=branch_key, space=space, fixed=fixed, conditional=conditional)
+            for parent_value in parent_values:
+                require(
+                    parent_value in choices,
+                    branch_key,
+                    f"{parent_value!r} is not a choice of {parent}; its choices are {list(choices)}",
+                )
+                require(parent_value not in by_value, branch_key, f"{parent}={parent_value} has two branches")
+        distribution = parse_distribution(name, _value_text(value, key=branch_key), key=branch_key)
+        require(
+            distribution is not None,
+            branch_key,
+            f"{value!r} is a fixed value; each branch must be a search space: {SEARCHED}",
+        )
+        if first is None:
+            first = (condition, distribution)
+        else:
+            _require_compatible(first, (condition, distribution), key=branch_key)
+        if condition == DEFAULT:
+            default = distribution
+        else:
+            by_value.update(dict.fromkeys(parent_values, distribution))
+    choices = _parent_choices(parent, key=key, space=space, fixed=fixed, conditional=conditional)
+    if default is not None:
+        require(
+            len(by_value) < len(choices),
+            f"{key}.{DEFAULT}",
+            f"never applies: the conditions already cover every choice of {parent} ({list(choices)}); remove it",
+        )
+    return ParamSpec(name, key, parent=parent, branches=by_value, default=default)
+
+
+def _parse_condition(condition: Any, *, key: str) -> tuple[str, list[Any]]:
+    """``optimizer=momentum,nesterov`` -> ("optimizer", ["momentum", "nesterov"]), values typed by Hydra."""
+    require(
+        isinstance(condition, str) and "=" in condition,
+        key,
+        f"condition keys are '<parent>=<value>[,<value>...]' or {DEFAULT!r}, got {condition!r}",
+    )
+    override = _parse(condition, key=key)
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return condition.split("=", 1)[0].strip(), value.list
+    require(
+        not override.is_sweep_override(),
+        key,
+        f"list the parent's values separated by commas ('<parent>=<value>,<value>'), got {condition!r}",
+    )
+    return condition.split("=", 1)[0].strip(), [value]
+
+
+def _parent_choices(
+    parent: str, *, key: str, space: Mapping[str, ParamSpec], fixed: Mapping[str, str], conditional: Mapping[str, Any]
+) -> tuple[Choice, ...]:
+    """The choices of a condition's parent, which must be an unconditional ``choice(...)`` of the same space."""
+    require(
+        parent not in conditional,
+        key,
+        f"{parent} is itself conditional; conditions may only test unconditional parameters (one level deep)",
+    )
+    require(parent not in fixed, key, f"{parent} is a fixed override ({fixed.get(parent)}), not a searched choice")
+    require(
+        parent in space,
+        key,
+        f"unknown parameter {parent!r}; a condition tests a choice(...) parameter of this space: {list(space)}",
+    )
+    distribution = space[parent].distribution
+    require(
+        isinstance(distribution, CategoricalDistribution),
+        key,
+        f"{parent} is {distribution}; a condition can only test a categorical choice(...) parameter",
+    )
+    return distribution.choices
+
+
+def _require_compatible(first: tuple[str, Distribution], other: tuple[str, Distribution], *, key: str) -> None:
+    """Optuna keeps one distribution per parameter name across a study and refuses a mismatched one."""
+    try:
+        check_distribution_compatibility(first[1], other[1])
+    except ValueError as error:
+        raise ConfigError(
+            key,
+            f"{other[1]} does not fit the branch {first[0]!r} ({first[1]}): {error} "
+            "Optuna records one distribution per parameter name, so all branches must be the same kind "
+            "(float, int or categorical) with the same log flag, and categorical branches the same choices",
+        ) from None
+
+
+def _value_text(value: Any, *, key: str) -> str:
+    """A YAML scalar as override text: strings as written, numbers and booleans as Hydra writes them."""
+    if isinstance(value, str):
+        return value
+    require(
+        isinstance(value, bool | int | float),
+        key,
+        f"must be an override string ({ALLOWED}) or a mapping of conditions, got {type(value).__name__} {value!r}",
+    )
+    return _format_value(value)
+
+
+def _parse(line: str, *, key: str) -> Override:
+    try:
+        return _PARSER.parse_overrides([line])[0]  # wraps every grammar error in one exception
+    except OverrideParseException as error:
+        raise ConfigError(key, f"{line!r} is not valid Hydra override grammar ({ALLOWED}): {error}") from None
+
+
+def _suggest(trial: BaseTrial, name: str, distribution: Distribution) -> Any:
+    if isinstance(distribution, CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+        )
+    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+
+
+def _enumerate(distribution: BaseDistribution) -> list[Any] | None:
+    """Every value of a finite distribution; None for a continuous one."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return list(range(distribution.low, distribution.high + 1, distribution.step))
+    if distribution.step is None:
+        return None
+    low, step = _decimal(distribution.low), _decimal(distribution.step)
+    count = int((_decimal(distribution.high) - low) / step) + 1
+    return [float(low + index * step) for index in range(count)]  # decimal steps: 0.3, not 0.30000000000000004
+
+
+def _extremes(distribution: Distribution) -> list[Any]:
+    """Every choice of a categorical; the low and high bounds of a numeric distribution."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    return [distribution.low, distribution.high]
+
+
+def _decimal(number: float) -> Decimal:
+    """The decimal a user wrote (``0.1``, not its binary approximation), as Optuna's own step checks do."""
+    return Decimal(str(number))
+
+
+def _format_value(value: Any) -> str:
+    """Override text that Hydra parses back to exactly ``value``; strings are quoted only when they must be."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return repr(int(value))
+    if isinstance(value, float):
+        return repr(float(value))  # the shortest text that round-trips (1e-05, 0.1, inf), also for numpy floats
+    if not isinstance(value, str):
+        raise TypeError(f"search space values are str, int, float or bool, got {type(value).__name__} {value!r}")
+    try:
+        override = _PARSER.parse_overrides([f"key={value}"])[0]
+        if not override.is_sweep_override() and override.value() == value and isinstance(override.value(), str):
+            return value
+    except OverrideParseException:
+        pass
+    # In a quoted value a backslash escapes only a quote or the backslashes before one (Hydra's grammar).
+    return (
+        "'" + re.sub(r"(\\*)('|$)", lambda match: match.group(1) * 2 + ("\\'" if match.group(2) else ""), value) + "'"
+    )

@@ -1,0 +1,163 @@
+"""The Optuna study behind a sweep: storage, create-or-resume, the trial budget, claiming trials.
+
+The budget is held in the storage as WAITING trials ("slots"), created once by the process
+that creates the study. Workers on any machine claim slots atomically through the storage,
+so several processes sharing a study run exactly ``n_trials`` trials, without duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState, create_trial
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from vae_sweep.errors import ConfigError
+
+BUDGET_ATTR = "vae_sweep.n_trials"
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def masked(url: str) -> str:
+    """The URL with any password hidden: safe to print or log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def enable_sqlite_wal(url: str) -> None:
+    """Switch a SQLite file to write-ahead logging (persistent in the file): readers no longer
+    block writers, so parallel workers don't hit "database is locked"."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    with contextlib.closing(sqlite3.connect(parsed.database, timeout=SQLITE_BUSY_TIMEOUT_S)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
+def make_storage(
+    url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 0
+) -> RDBStorage:
+    """An RDB storage; with heartbeats, a trial whose worker died is failed, then retried."""
+    key = "hydra.sweeper.storage"
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(
+            key, f"not a database URL: {url!r} (e.g. sqlite:///optuna.db, postgresql://user@host/db)"
+        ) from None
+    engine_kwargs = {}
+    if backend == "sqlite":
+        enable_sqlite_wal(url)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental, though years old
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=retry,
+            )
+    except Exception as error:  # SQLAlchemy and driver errors differ per database
+        raise ConfigError(key, f"cannot open the Optuna storage {masked(url)}: {error}") from None
+
+
+def open_study(
+    name: str,
+    storage: RDBStorage,
+    directions: Sequence[str],
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it when it exists; True when this call created it."""
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=list(directions)
+        )
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    existing = [d.name.lower() for d in study.directions]
+    if existing != [d.lower() for d in directions]:
+        raise ConfigError(
+            "hydra.sweeper.direction",
+            f"study {name!r} exists with direction {existing}, not {list(directions)}; "
+            "use the same direction, another study_name, or hydra.sweeper.fresh=true",
+        )
+    return study, False
+
+
+def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
+    """A copy of a failed trial enqueued by RetryHeartbeatStaleTrialCallback: it does not use up budget."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) is not None
+
+
+def ensure_budget(study: optuna.Study, n_trials: int, *, created: bool) -> int:
+    """Add WAITING slots so the study holds ``n_trials`` original trials; returns how many.
+
+    Only the creator of a study, or a run that raises the recorded budget, adds slots: a
+    second worker starting at the same moment must not count a half-filled budget.
+    """
+    recorded = study.user_attrs.get(BUDGET_ATTR)
+    if not created and (recorded is None or n_trials <= recorded):
+        return 0
+    originals = sum(1 for trial in study.get_trials(deepcopy=False) if not is_retry(trial))
+    missing = max(0, n_trials - originals)
+    for _ in range(missing):
+        study.add_trial(create_trial(state=TrialState.WAITING))
+    study.set_user_attr(BUDGET_ATTR, max(n_trials, recorded or 0))
+    return missing
+
+
+def claim_trial(study: optuna.Study, storage: RDBStorage) -> tuple[optuna.Trial, int] | None:
+    """Atomically take one WAITING trial (a slot or a retry) and return it with its storage id;
+    None when none is left.
+
+    Unlike ``study.ask()``, this never creates a trial beyond the budget. ``study`` should be
+    freshly loaded, so its sampler sees every finished trial.
+    """
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
+        try:
+            if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                return optuna.Trial(study, trial_id), trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
+    """Record the trial's heartbeat in the background while it runs."""
+    interval = storage.get_heartbeat_interval()
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,218 @@
+"""The sweep itself: validate everything, open the study, run workers, report.
+
+Order matters: every check that can fail (search space, sampler, pruner, storage, tracking
+server, the config of every choice and bound in the space) runs before the first trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from vae_sweep.config import MlflowTracking, parse_run_config
+from vae_sweep.errors import ConfigError, require
+from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.results import save_plots, summarize, write_results
+from vae_sweep.sweep.space import SearchSpace, parse_search_space
+from vae_sweep.sweep.study import ensure_budget, masked, open_study
+from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
+
+log = logging.getLogger(__name__)
+DIRECTIONS = ("minimize", "maximize")
+WORKER_OVERRIDES = ("hydra.sweep.subdir=workers/${hydra.job.num}", "hydra.output_subdir=null")
+
+
+class SweepFailed(RuntimeError):
+    """The sweep ended without a usable result: every trial failed, or too many did."""
+
+
+def split_arguments(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Command-line overrides: sweeps (``key=choice(...)``) join the search space, the rest are fixed."""
+    sweeps: dict[str, str] = {}
+    fixed: list[str] = []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        if override.is_sweep_override():
+            sweeps[override.get_key_element()] = override.input_line.split("=", 1)[1]
+        else:
+            fixed.append(override.input_line)
+    return sweeps, fixed
+
+
+def parse_directions(direction: Any) -> tuple[str, ...]:
+    directions = tuple(direction) if isinstance(direction, (list, tuple, ListConfig)) else (direction,)
+    for value in directions:
+        require(
+            str(value).lower() in DIRECTIONS,
+            "hydra.sweeper.direction",
+            f"{value!r} is not a direction; use minimize or maximize (or a list for several objectives)",
+        )
+    return tuple(str(value).lower() for value in directions)
+
+
+class OptunaSweeperImpl:
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = OmegaConf.create(dict(settings))
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+        self.config = config
+
+    def sweep(self, arguments: list[str]) -> list[WorkerSummary]:
+        try:
+            plan, study, created = self.prepare(arguments)
+        except ConfigError as error:
+            print(f"vae-train: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        log.info(
+            "Study %r in %s: %d trials, %d at a time%s",
+            plan.study_name,
+            masked(plan.storage_url),
+            len(study.trials),
+            plan.n_jobs,
+            "" if created else " (resumed)",
+        )
+        worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function)
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=worker, config=self.config
+        )
+        jobs = launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * plan.n_jobs, initial_job_idx=0)
+        summaries = [job.return_value for job in jobs]
+        self.report(plan, summaries)
+        return summaries
+
+    def prepare(self, arguments: list[str]):
+        settings = self.settings
+        sweeps, fixed = split_arguments(arguments)
+        space = parse_search_space({**OmegaConf.to_container(settings.params, resolve=False), **sweeps})
+        directions = parse_directions(settings.direction)
+        require(settings.n_trials >= 1, "hydra.sweeper.n_trials", f"must be >= 1, got {settings.n_trials}")
+        require(settings.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {settings.n_jobs}")
+        require(
+            0 <= settings.max_failure_rate <= 1,
+            "hydra.sweeper.max_failure_rate",
+            f"must be in [0, 1], got {settings.max_failure_rate}",
+        )
+        base = self.validate_configs(fixed, space, len(directions))
+        tracking = base.tracking
+        plan = SweepPlan(
+            study_name=self.study_name(),
+            storage_url=settings.storage,
+            directions=directions,
+            space=space,
+            base_overrides=tuple(fixed),
+            sampler_name=settings.sampler.name,
+            sampler_seed=settings.sampler.seed,
+            sampler_options=OmegaConf.to_container(settings.sampler.options, resolve=True),
+            pruner_name=settings.pruner.name,
+            pruner_options=OmegaConf.to_container(settings.pruner.options, resolve=True),
+            n_jobs=settings.n_jobs,
+            max_failure_rate=settings.max_failure_rate,
+            heartbeat_interval=settings.heartbeat_interval,
+            grace_period=settings.grace_period,
+            max_retry=settings.max_retry,
+            parent_run_id=None,
+            tracking_uri=tracking.uri if isinstance(tracking, MlflowTracking) else None,
+        )
+        self.check_launcher(plan.n_jobs)
+        n_trials = settings.n_trials
+        if plan.sampler_name == "grid":
+            n_trials = min(n_trials, grid_size(space))
+        storage = plan.storage()
+        study, created = open_study(plan.study_name, storage, directions, plan.sampler(), plan.pruner())
+        added = ensure_budget(study, n_trials, created=created)
+        if added:
+            log.info("Added %d trials to the budget of study %r", added, plan.study_name)
+        if isinstance(tracking, MlflowTracking):
+            from vae_sweep.sweep.parent_run import open_parent_run, tracking_client
+
+            parent = open_parent_run(tracking_client(tracking.uri), tracking.experiment, study, plan, created)
+            plan = SweepPlan(**{**plan.__dict__, "parent_run_id": parent})
+        return plan, study, created
+
+    def study_name(self) -> str:
+        name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or "vae-sweep"
+        if self.settings.fresh:
+            name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+        return name
+
+    def validate_configs(self, fixed: list[str], space: SearchSpace, n_directions: int):
+        """Compose and validate the config for every choice and bound of the space, before training."""
+        base = parse_run_config(self.task_config(fixed))
+        objectives = base.objectives
+        require(
+            len(objectives) == n_directions,
+            "hydra.sweeper.direction",
+            f"{n_directions} direction(s) for objective(s) {list(objectives)}; give one per objective",
+        )
+        for corner in space.corners():
+            overrides = space.overrides(corner)
+            try:
+                parse_run_config(self.task_config([*fixed, *overrides]))
+            except ConfigError as error:
+                raise ConfigError(
+                    error.key, f"{error.message} (in the search space, with {' '.join(overrides)})"
+                ) from None
+        return base
+
+    def task_config(self, overrides: list[str]) -> DictConfig:
+        try:
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except Exception as error:  # Hydra's own messages name the override and the allowed options
+            raise ConfigError("", f"{' '.join(overrides)}: {error}") from None
+        with open_dict(config):
+            del config["hydra"]
+        return config
+
+    def check_launcher(self, n_jobs: int) -> None:
+        launcher = str(self.config.hydra.launcher.get("_target_", ""))
+        require(
+            n_jobs == 1 or not launcher.endswith("BasicLauncher"),
+            "hydra.sweeper.n_jobs",
+            f"{n_jobs} parallel trials need a parallel launcher; add hydra/launcher=joblib",
+        )
+
+    def report(self, plan: SweepPlan, summaries: list[WorkerSummary]) -> None:
+        storage = plan.storage()
+        study = plan.load_study(storage)
+        summary = summarize(study, plan)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        results = write_results(summary, sweep_dir)
+        plots = save_plots(study, sweep_dir / "plots")
+        if plan.tracking_uri and plan.parent_run_id:
+            from vae_sweep.sweep.parent_run import finish_parent_run, tracking_client
+
+            finish_parent_run(tracking_client(plan.tracking_uri), plan.parent_run_id, plots, results)
+        counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
+        print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})")
+        if "best_value" in summary:
+            print(f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}")
+            print(f"Reproduce: {summary['reproduce']}")
+        print(f"Results:   {results.resolve()}")
+        if plan.tracking_uri:
+            print(f"MLflow:    mlflow ui --backend-store-uri {plan.tracking_uri}  (parent run {plan.parent_run_id})")
+        print(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
+        finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
+        if finished and summary["trials"].get("FAIL", 0) == finished:
+            raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+        if any(s.stopped_for_failures for s in summaries):
+            raise SweepFailed(
+                f"more than {plan.max_failure_rate:.0%} of the trials failed ({counts}); stopped early. "
+                "Raise hydra.sweeper.max_failure_rate to go on"
+            )
+
+
+def grid_size(space: SearchSpace) -> int:
+    size = 1
+    for values in space.grid().values():
+        size *= len(values)
+    return size

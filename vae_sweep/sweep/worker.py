@@ -1,0 +1,178 @@
+"""A sweep worker: the task function a Hydra launcher runs ``n_jobs`` times.
+
+Each worker claims a trial from the storage, composes that trial's config exactly as Hydra
+would for a multirun job, runs it with Hydra's ``run_job`` (its own output folder, logs and
+``.hydra/``), tells Optuna the outcome, and claims the next one. No batch barrier: a worker
+whose trial finishes or is pruned takes the next trial at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus, run_job
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+from optuna.trial import TrialState
+
+from vae_sweep.errors import TrainingPruned
+from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.study import claim_trial, heartbeat
+from vae_sweep.sweep.trial_link import RUN_ID_ATTR
+
+log = logging.getLogger(__name__)
+FAILURE_REASON_ATTR = "failure_reason"
+MIN_TRIALS_FOR_FAILURE_RATE = 3
+
+
+@dataclass
+class Outcome:
+    state: TrialState
+    values: list[float] | None = None
+    reason: str | None = None
+
+
+@dataclass
+class WorkerSummary:
+    worker: int
+    trials: dict[int, str] = field(default_factory=dict)  # trial number -> final state
+    stopped_for_failures: bool = False
+
+
+def outcome_of(job: JobReturn) -> Outcome:
+    """Optuna's view of a finished job: COMPLETE with values, PRUNED, or FAIL with a reason."""
+    if job.status is not JobStatus.COMPLETED:
+        error = job._return_value  # run_job stores the exception here; .return_value would re-raise it
+        if isinstance(error, (TrainingPruned, optuna.TrialPruned)):
+            return Outcome(TrialState.PRUNED)
+        return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
+    value = job.return_value
+    values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+    if not all(math.isfinite(v) for v in values):
+        return Outcome(TrialState.FAIL, reason="nan_loss")
+    return Outcome(TrialState.COMPLETE, values=values)
+
+
+class TrialWorker:
+    """Picklable task function: process-based launchers ship it, with the plan, to each worker."""
+
+    def __init__(
+        self, plan: SweepPlan, hydra_context: HydraContext, master_config: DictConfig, task_function: TaskFunction
+    ) -> None:
+        self.plan = plan
+        self.hydra_context = hydra_context
+        self.master_config = master_config
+        self.task_function = task_function
+
+    def __call__(self, worker_cfg: DictConfig) -> WorkerSummary:
+        from hydra.core.hydra_config import HydraConfig
+
+        worker = int(HydraConfig.get().job.num)
+        limit_torch_threads(self.plan.n_jobs)
+        storage = self.plan.storage()
+        sampler = self.plan.sampler(worker)
+        summary = WorkerSummary(worker)
+        started = time.monotonic()
+        while True:
+            study = self.plan.load_study(storage, sampler)  # fresh each time: the sampler sees every trial
+            if storage.get_heartbeat_interval() is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            if failure_rate_exceeded(study, self.plan.max_failure_rate):
+                summary.stopped_for_failures = True
+                break
+            claimed = claim_trial(study, storage)
+            if claimed is None:
+                break
+            trial, trial_id = claimed
+            with heartbeat(storage, trial_id):
+                outcome = self.run_trial(trial)
+            tell(study, trial, outcome)
+            summary.trials[trial.number] = outcome.state.name
+            self.after_trial(study, storage.get_trial(trial_id), outcome, time.monotonic() - started)
+        return summary
+
+    def run_trial(self, trial: optuna.Trial) -> Outcome:
+        values = self.plan.space.sample(trial)
+        overrides = [*self.plan.base_overrides, *self.plan.space.overrides(values)]
+        try:
+            config = self.hydra_context.config_loader.load_sweep_config(self.master_config, overrides)
+        except Exception as error:  # a sampled combination Hydra cannot compose
+            return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
+        with open_dict(config):
+            config.hydra.job.id = f"{config.hydra.job.name}_{trial.number}"
+            config.hydra.job.num = trial.number
+            config.hydra.sweeper.study_name = self.plan.study_name
+            config.hydra.sweeper.storage = self.plan.storage_url
+        job = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        outcome = outcome_of(job)
+        if outcome.reason:
+            trial.set_user_attr(FAILURE_REASON_ATTR, outcome.reason[:2000])
+        return outcome
+
+    def after_trial(
+        self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome, elapsed: float
+    ) -> None:
+        """One progress line; the trial's state and the best so far onto MLflow."""
+        number = frozen.number
+        best = best_summary(study)
+        value = ", ".join(f"{v:.4f}" for v in outcome.values) if outcome.values else outcome.reason or "-"
+        log.info("trial %d %s: %s | best %s | %.1fs", number, outcome.state.name, value, best, elapsed)
+        if self.plan.tracking_uri is None:
+            return
+        from vae_sweep.sweep.parent_run import record_progress, tracking_client
+
+        client = tracking_client(self.plan.tracking_uri)
+        run_id = frozen.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            client.set_tag(run_id, "optuna.trial_state", outcome.state.name)
+            if outcome.reason:
+                client.set_tag(run_id, FAILURE_REASON_ATTR, outcome.reason[:5000])
+        if self.plan.parent_run_id:
+            record_progress(client, self.plan.parent_run_id, study, number)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
+    try:
+        study.tell(trial, values=outcome.values, state=outcome.state)
+    except RuntimeError as error:
+        # GridSampler calls study.stop() once its grid is exhausted, which only works inside
+        # study.optimize(); the trial itself is already stored as finished.
+        if "Study.stop" not in str(error):
+            raise
+
+
+def best_summary(study: optuna.Study) -> str:
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return "-"
+    if len(study.directions) > 1:
+        return f"{len(study.best_trials)} on the Pareto front"
+    return f"{study.best_value:.4f} (trial {study.best_trial.number})"
+
+
+def failure_rate_exceeded(study: optuna.Study, max_rate: float) -> bool:
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    if len(finished) < MIN_TRIALS_FOR_FAILURE_RATE:
+        return False
+    failed = sum(1 for t in finished if t.state is TrialState.FAIL)
+    return failed / len(finished) > max_rate
+
+
+def limit_torch_threads(n_jobs: int) -> None:
+    """Share the cores between the trials running at once, so the CPU is not oversubscribed."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
