@@ -147,11 +147,6 @@ def test_plain_values_become_fixed_overrides_as_written() -> None:
             "only test a categorical choice(...)",
         ),
         (
-            {"optimizer": "adam", "beta": {"optimizer=adam": "interval(0.1, 1)"}},
-            f"{KEY}.beta.optimizer=adam",
-            "fixed override",
-        ),
-        (
             {"optimizer": OPTIMIZERS, "optimizer.lr": {"optimizer=rmsprop": "interval(0.1, 1)"}},
             f"{KEY}.optimizer.lr.optimizer=rmsprop",
             "'rmsprop' is not a choice of optimizer",
@@ -430,3 +425,18 @@ def test_corners_reach_every_choice_and_bound_and_respect_the_conditions() -> No
 
 def test_corners_of_a_space_without_parameters_is_the_empty_assignment() -> None:
     assert SearchSpace(params={}, fixed={"trainer.epochs": "5"}).corners() == [{}]
+
+
+def test_a_fixed_parent_pins_its_children_to_the_matching_branch():
+    """`vae-train -m study=techniques optimizer=adam` fixes the optimizer: its conditional
+    children become plain parameters (or drop out) instead of an error."""
+    lr = {"optimizer=adadelta": "interval(0.1, 2.0)", "default": "tag(log, interval(1e-4, 1e-2))"}
+    momentum = {"optimizer=momentum,nesterov": "interval(0.5, 0.99)"}
+    space = parse_search_space({"optimizer": "adam", "optimizer.lr": lr, "optimizer.momentum": momentum})
+    assert space.fixed == {"optimizer": "adam"}
+    assert list(space.params) == ["optimizer.lr"]
+    assert space.params["optimizer.lr"].distribution == FloatDistribution(1e-4, 1e-2, log=True)
+    pinned = parse_search_space({"optimizer": "adadelta", "optimizer.lr": lr, "optimizer.momentum": momentum})
+    assert pinned.params["optimizer.lr"].distribution == FloatDistribution(0.1, 2.0)
+    with_momentum = parse_search_space({"optimizer": "nesterov", "optimizer.momentum": momentum})
+    assert with_momentum.params["optimizer.momentum"].distribution == FloatDistribution(0.5, 0.99)

@@ -208,6 +208,7 @@ def test_huge_sgd_step_diverges_with_nan_loss(tiny_config: MakeConfig) -> None:
         train(tiny_config("optimizer=sgd", "optimizer.lr=1e6", "trainer.epochs=3"), [Recorder()])
     assert info.value.reason == "nan_loss"
     assert info.value.epoch == 1
+    assert not math.isfinite(info.value.metrics["train_loss"])  # the failing epoch, for the tracker
     assert calls == []  # a diverged epoch is not reported as a result
 
 

@@ -40,7 +40,12 @@ def checked_call(factory: Callable[..., Any], key: str, options: Mapping[str, An
     """``factory(**options, **fixed)``, turning an unknown or bad user option into a ``ConfigError``."""
     accepted = [name for name in inspect.signature(factory).parameters if name not in fixed]
     for name in options:
-        require(name in accepted, f"{key}.options.{name}", f"unknown option; {factory.__name__} takes {accepted}")
+        require(
+            name in accepted,
+            f"{key}.options.{name}",
+            f"{factory.__name__} has no option {name!r} (it takes {', '.join(accepted) or 'none'}); "
+            f"remove it with ~{key}.options.{name}",
+        )
     try:
         return factory(**options, **fixed)
     except (TypeError, ValueError) as error:
@@ -60,7 +65,8 @@ def make_sampler(
 
 
 def make_pruner(name: str, options: Mapping[str, Any], *, multi_objective: bool) -> optuna.pruners.BasePruner:
-    """The pruner; ``patient`` wraps a median pruner unless ``options.wrapped`` names another."""
+    """The pruner; ``patient`` wraps a median pruner unless ``options.wrapped`` names another.
+    ``none`` ignores options, so ``pruner.name=none`` switches a study file's pruner off."""
     key = "hydra.sweeper.pruner"
     require(name in PRUNERS, f"{key}.name", f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
     require(
@@ -69,6 +75,8 @@ def make_pruner(name: str, options: Mapping[str, Any], *, multi_objective: bool)
         f"pruner {name!r} cannot be used with several objectives (Optuna prunes single-objective studies only); "
         "use pruner none",
     )
+    if name == "none":  # no pruning: options left over from a study file do not matter
+        return optuna.pruners.NopPruner()
     if name != "patient":
         return checked_call(PRUNERS[name], key, options)
     kwargs = {"patience": 3, **options}

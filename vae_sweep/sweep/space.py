@@ -186,13 +186,35 @@ def parse_search_space(params: Mapping[str, Any], *, key: str = "hydra.sweeper.p
             fixed[name] = text
         else:
             unconditional[name] = ParamSpec(name, param_key, distribution=distribution)
-    conditional = {
-        name: _parse_conditional(
-            name, branches, key=f"{key}.{name}", space=unconditional, fixed=fixed, conditional=conditions
-        )
-        for name, branches in conditions.items()
-    }
+    conditional: dict[str, ParamSpec] = {}
+    for name, branches in conditions.items():
+        pinned, spec = _pin_to_fixed_parent(name, branches, key=f"{key}.{name}", fixed=fixed)
+        if not pinned:
+            spec = _parse_conditional(
+                name, branches, key=f"{key}.{name}", space=unconditional, fixed=fixed, conditional=conditions
+            )
+        if spec is not None:
+            conditional[name] = spec
     return SearchSpace(params={**unconditional, **conditional}, fixed=fixed)
+
+
+def _pin_to_fixed_parent(
+    name: str, branches: Mapping[Any, Any], *, key: str, fixed: Mapping[str, str]
+) -> tuple[bool, ParamSpec | None]:
+    """A conditional parameter whose parent has a fixed value (``optimizer=adam`` on the command
+    line of a study that searches optimizers) becomes plain: the branch for that value, else the
+    default, else it is not searched. Returns (whether the parent is fixed, the parameter)."""
+    conditions = [c for c in branches if c != DEFAULT and isinstance(c, str) and "=" in c]
+    parents = {_parse_condition(c, key=f"{key}.{c}")[0] for c in conditions}
+    if len(parents) != 1 or (parent := next(iter(parents))) not in fixed:
+        return False, None
+    value = _parse(f"{parent}={fixed[parent]}", key=key).value()
+    chosen = next((c for c in conditions if value in _parse_condition(c, key=f"{key}.{c}")[1]), DEFAULT)
+    if chosen not in branches:
+        return True, None
+    distribution = parse_distribution(name, _value_text(branches[chosen], key=f"{key}.{chosen}"), key=f"{key}.{chosen}")
+    require(distribution is not None, f"{key}.{chosen}", f"each branch must be a search space: {SEARCHED}")
+    return True, ParamSpec(name, f"{key}.{chosen}", distribution=distribution)
 
 
 def parse_distribution(name: str, text: str, *, key: str) -> Distribution | None:

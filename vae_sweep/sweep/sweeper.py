@@ -47,6 +47,17 @@ def split_arguments(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]
     return sweeps, fixed
 
 
+def merge_params(params: Mapping[str, Any], sweeps: Mapping[str, str], fixed: Sequence[str]) -> dict[str, Any]:
+    """The study's space with the command line on top: ``key=choice(...)`` adds or replaces a
+    searched key, and a plain ``key=value`` for a searched key fixes it (conditions on it resolve)."""
+    merged = {**params, **sweeps}
+    for override in fixed:
+        key, _, value = override.partition("=")
+        if key in merged:
+            merged[key] = value
+    return merged
+
+
 def parse_directions(direction: Any) -> tuple[str, ...]:
     directions = tuple(direction) if isinstance(direction, (list, tuple, ListConfig)) else (direction,)
     for value in directions:
@@ -93,7 +104,7 @@ class OptunaSweeperImpl:
     def prepare(self, arguments: list[str]):
         settings = self.settings
         sweeps, fixed = split_arguments(arguments)
-        space = parse_search_space({**OmegaConf.to_container(settings.params, resolve=False), **sweeps})
+        space = parse_search_space(merge_params(OmegaConf.to_container(settings.params, resolve=False), sweeps, fixed))
         directions = parse_directions(settings.direction)
         require(settings.n_trials >= 1, "hydra.sweeper.n_trials", f"must be >= 1, got {settings.n_trials}")
         require(settings.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {settings.n_jobs}")
