@@ -3,6 +3,7 @@ Optuna storages and MLflow stores in temporary folders."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -185,7 +186,7 @@ def test_two_jobs_run_trials_at_the_same_time(tmp_path):
     trials = load_study(tmp_path).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
-    overlapping = any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    overlapping = any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
     assert overlapping, spans
 
 
