@@ -36,7 +36,10 @@ def masked(url: str) -> str:
 def enable_sqlite_wal(url: str) -> None:
     """Switch a SQLite file to write-ahead logging (persistent in the file): readers no longer
     block writers, so parallel workers don't hit "database is locked"."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a database URL (a tracking server, a file store)
+        return
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return
     with contextlib.closing(sqlite3.connect(parsed.database, timeout=SQLITE_BUSY_TIMEOUT_S)) as connection:

@@ -23,7 +23,7 @@ from vae_sweep.errors import ConfigError, require
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.results import save_plots, summarize, write_results
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
-from vae_sweep.sweep.study import ensure_budget, masked, open_study
+from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, masked, open_study
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class OptunaSweeperImpl:
         if isinstance(tracking, MlflowTracking):
             from vae_sweep.sweep.parent_run import open_parent_run, tracking_client
 
+            enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
             parent = open_parent_run(tracking_client(tracking.uri), tracking.experiment, study, plan, created)
             plan = SweepPlan(**{**plan.__dict__, "parent_run_id": parent})
         return plan, study, created
