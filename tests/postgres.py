@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -57,25 +59,38 @@ def find_bin_dir() -> Path:
     if on_path:
         candidates.append(Path(on_path).resolve().parent)  # /usr/local/bin/initdb may link into Debian's folder
     versions = DEBIAN_BIN_ROOT.glob("*/bin") if DEBIAN_BIN_ROOT.is_dir() else []
-    candidates += sorted(versions, key=lambda path: [int(n) for n in re.findall(r"\d+", path.parent.name)], reverse=True)
+    newest_first = sorted(versions, key=lambda path: [int(n) for n in re.findall(r"\d+", path.parent.name)])[::-1]
+    candidates += newest_first
     for folder in candidates:
         if all(os.access(folder / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
             return folder
     raise PostgresUnavailable(f"initdb, pg_ctl and postgres are neither on PATH nor in {DEBIAN_BIN_ROOT}/<version>/bin")
 
 
-def run_as_prefix() -> tuple[list[str], pwd.struct_passwd | None]:
+def as_server_user() -> tuple[Callable[[list[str]], list[str]], pwd.struct_passwd | None]:
     """How to run the server's commands: as ourselves, or, as root, as the ``postgres`` user."""
     if os.geteuid() != 0:
-        return [], None
+        return list, None
     try:
         user = pwd.getpwnam(SERVER_USER)
     except KeyError:
         raise PostgresUnavailable(f"running as root, and there is no {SERVER_USER!r} user to run initdb as") from None
-    runuser = shutil.which("runuser")
+    runuser, su = shutil.which("runuser"), shutil.which("su")
     if runuser:
-        return [runuser, "-u", SERVER_USER, "--"], user
-    raise PostgresUnavailable("running as root, and there is no runuser to run initdb as another user")
+        return lambda command: [runuser, "-u", SERVER_USER, "--", *command], user
+    if su:
+        return lambda command: [su, "-s", "/bin/sh", SERVER_USER, "-c", shlex.join(command)], user
+    raise PostgresUnavailable(f"running as root, and neither runuser nor su is there to run initdb as {SERVER_USER!r}")
+
+
+def check_reachable_by_others(folder: Path) -> None:
+    """The server user must be able to walk down to ``folder``: every folder above it needs o+x."""
+    for parent in folder.parents:
+        if not parent.stat().st_mode & stat.S_IXOTH:
+            raise RuntimeError(
+                f"the {SERVER_USER!r} user cannot reach {folder}: {parent} is not traversable by others "
+                "(point TMPDIR at a folder such as /tmp)"
+            )
 
 
 def free_port() -> int:
@@ -87,35 +102,32 @@ def free_port() -> int:
 class Server:
     """One cluster in ``folder``: ``data/`` (the cluster), ``server.log``, and its socket."""
 
-    def __init__(self, bin_dir: Path, folder: Path, prefix: list[str]) -> None:
+    def __init__(self, bin_dir: Path, folder: Path, as_user: Callable[[list[str]], list[str]]) -> None:
         self.bin_dir = bin_dir
         self.folder = folder
-        self.prefix = prefix
+        self.as_user = as_user
         self.data = folder / "data"
         self.log = folder / "server.log"
         self.port = free_port()
 
     def run(self, tool: str, *args: str) -> None:
-        command = [*self.prefix, str(self.bin_dir / tool), *args]
+        command = self.as_user([str(self.bin_dir / tool), *args])
         # cwd: the server user may not be allowed into ours (e.g. /root); LC_ALL: a locale set here
         # but not installed would make initdb fail.
         env = {**os.environ, "LC_ALL": "C"}
         done = subprocess.run(command, cwd=self.folder, env=env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise RuntimeError(
-                f"{' '.join(command)} exited with {done.returncode}:\n{done.stdout}{done.stderr}\n{log}".rstrip()
-            )
+            server_log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            output = f"{done.stdout}{done.stderr}\n{server_log}".rstrip()
+            raise RuntimeError(f"{shlex.join(command)} exited with {done.returncode}:\n{output}")
 
     def init(self) -> None:
         self.run("initdb", "-D", str(self.data), "-U", SERVER_USER, "-A", "trust", "-E", "UTF8", "--no-sync")
 
     def start(self) -> None:
         options = ["-c", "listen_addresses=127.0.0.1", "-p", str(self.port), "-k", str(self.folder), *SERVER_OPTIONS]
-        self.run(
-            "pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(START_TIMEOUT_S),
-            "-o", " ".join(options),
-        )  # fmt: skip
+        waiting = ["-w", "-t", str(START_TIMEOUT_S)]
+        self.run("pg_ctl", "start", "-D", str(self.data), "-l", str(self.log), *waiting, "-o", " ".join(options))
 
     def stop(self) -> None:
         self.run("pg_ctl", "stop", "-D", str(self.data), "-m", "fast", "-w")
@@ -127,7 +139,8 @@ class Server:
 def create_database(server_url: str, name: str) -> None:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")  # CREATE DATABASE can't be in a transaction
+    # CREATE DATABASE cannot run inside a transaction.
+    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
@@ -144,16 +157,17 @@ def postgres_url() -> Iterator[str]:
         unavailable("psycopg2 is not installed (pip install -e '.[dev]')")
     try:
         bin_dir = find_bin_dir()
-        prefix, user = run_as_prefix()
+        as_user, user = as_server_user()
     except PostgresUnavailable as error:
         unavailable(str(error))
     # In the system temp folder, not pytest's: that one is private to us (0700), so the server
     # user could not reach a folder inside it.
     folder = Path(tempfile.mkdtemp(prefix="vae-sweep-postgres-"))
-    if user is not None:
-        os.chown(folder, user.pw_uid, user.pw_gid)
-    server = Server(bin_dir, folder, prefix)
+    server = Server(bin_dir, folder, as_user)
     try:
+        if user is not None:
+            os.chown(folder, user.pw_uid, user.pw_gid)
+            check_reachable_by_others(folder)
         server.init()
         server.start()
         try:

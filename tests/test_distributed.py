@@ -87,12 +87,15 @@ def test_three_processes_run_one_budget_of_trials_together(fresh_postgres_url: s
     deadline = time.monotonic() + TIMEOUT_S
     try:
         codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
+    except subprocess.TimeoutExpired:
+        codes = None
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
     logs = "\n".join(f"--- worker{i} ---\n{(cwd / 'output.log').read_text()[-4000:]}" for i, cwd in enumerate(cwds))
+    assert codes is not None, f"the sweep was not done after {TIMEOUT_S} s\n{logs}"
     assert codes == [0] * N_PROCESSES, logs
 
     # Optuna: exactly the budget, each trial once, all finished.
@@ -117,7 +120,8 @@ def test_three_processes_run_one_budget_of_trials_together(fresh_postgres_url: s
     assert len(runs) == 1 + N_TRIALS
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent}
     by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
-    assert sorted(by_number) == list(range(N_TRIALS)) and len(children) == N_TRIALS
+    assert len(children) == N_TRIALS
+    assert sorted(by_number) == list(range(N_TRIALS))
     assert {r.info.status for r in children} == {"FINISHED"}
     for trial in trials:
         assert trial.user_attrs.get("mlflow_run_id") == by_number[trial.number].info.run_id, trial.number

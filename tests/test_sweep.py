@@ -62,6 +62,7 @@ def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(tmp_p
     assert out.returncode == 0, out.stderr
     study = load_study(tmp_path)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # each trial draws anew
     client, parents, children = runs(tmp_path)
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]

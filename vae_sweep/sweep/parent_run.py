@@ -23,7 +23,7 @@ STUDY_ROLE_TAG = "vae_sweep.role"
 WAIT_FOR_PARENT_S = 60
 
 
-def open_parent_run(client: MlflowClient, experiment: str, study: optuna.Study, plan: SweepPlan, created: bool) -> str:
+def open_parent_run(tracking_uri: str, experiment: str, study: optuna.Study, plan: SweepPlan, created: bool) -> str:
     """The study's parent run id: reopened when the study has one, else created.
 
     A worker that did not create the study waits for the creator to record the parent, so
@@ -35,6 +35,9 @@ def open_parent_run(client: MlflowClient, experiment: str, study: optuna.Study, 
         if run_id or time.monotonic() >= deadline:
             break
         time.sleep(1)
+    # Only now: a new store (SQLite file, empty database) is initialised by the creator alone;
+    # MLflow's table creation and migrations are not safe to run from several processes at once.
+    client = tracking_client(tracking_uri)
     if run_id:
         client.update_run(run_id, status="RUNNING")
         return run_id
@@ -80,34 +83,41 @@ def tracking_client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def record_progress(client: MlflowClient, parent_run_id: str, study: optuna.Study, trial_number: int) -> None:
-    """After each finished trial: best value so far (step = trial number) and the best trial's ids."""
+def record_progress(client: MlflowClient, parent_run_id: str, study: optuna.Study) -> None:
+    """After each finished trial: best value so far and the best trial's ids. The step is the
+    number of finished trials (trials finish out of order when several run at once)."""
     metrics, tags = [], []
-    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    counts = state_counts(study)
+    step = sum(counts.values())
     now = int(time.time() * 1000)
-    if finished and len(study.directions) == 1:
+    if counts["COMPLETE"] and len(study.directions) == 1:
         best = study.best_trial
-        metrics.append(Metric("best_value", float(best.value), now, trial_number))
+        metrics.append(Metric("best_value", float(best.value), now, step))
         tags += [RunTag("best.trial_number", str(best.number))]
         tags += [RunTag(f"best.params.{k}", str(v)) for k, v in best.params.items()]
         if RUN_ID_ATTR in best.user_attrs:
             tags.append(RunTag("best.run_id", best.user_attrs[RUN_ID_ATTR]))
-    counts = state_counts(study)
-    metrics += [Metric(f"trials_{state.lower()}", float(n), now, trial_number) for state, n in counts.items()]
+    metrics += [Metric(f"trials_{state.lower()}", float(n), now, step) for state, n in counts.items()]
     client.log_batch(parent_run_id, metrics=metrics, tags=tags)
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
-    counts = {state.name: 0 for state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
-    counts["FAIL"] = 0
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state.is_finished():
-            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    """Finished trials by state, zeros included."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    counts = {state.name: 0 for state in states}
+    for trial in study.get_trials(deepcopy=False, states=states):
+        counts[trial.state.name] += 1
     return counts
 
 
-def finish_parent_run(client: MlflowClient, parent_run_id: str, plots: Iterable[Path], results: Path) -> None:
+def finish_parent_run(
+    client: MlflowClient, parent_run_id: str, study: optuna.Study, plots: Iterable[Path], results: Path
+) -> None:
+    """Plots and results onto the parent run; FINISHED only once no trial is left to run, since
+    other processes sharing the study may still be working."""
     for path in plots:
         client.log_artifact(parent_run_id, str(path), "plots")
     client.log_artifact(parent_run_id, str(results))
-    client.set_terminated(parent_run_id, "FINISHED")
+    pending = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+    if not study.get_trials(deepcopy=False, states=pending):
+        client.set_terminated(parent_run_id, "FINISHED")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.storages import RDBStorage
 
-from vae_sweep.sweep.samplers import make_pruner, make_sampler
+from vae_sweep.sweep.samplers import SEQUENCE_SAMPLERS, make_pruner, make_sampler
 from vae_sweep.sweep.space import SearchSpace
 from vae_sweep.sweep.study import make_storage
 
@@ -48,17 +48,20 @@ class SweepPlan:
             max_retry=self.max_retry,
         )
 
-    def sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
-        """Each worker gets its own seed stream, or parallel workers would draw the same points."""
-        seed = None if self.sampler_seed is None else self.sampler_seed + worker
+    def sampler(self, trial_number: int = 0) -> optuna.samplers.BaseSampler:
+        """Seeded by ``seed + trial_number``: each trial draws differently, whichever worker or
+        machine runs it (one seed per worker would repeat draws across processes). Samplers
+        whose seed fixes one sequence for the whole study keep the seed as it is."""
+        seed = self.sampler_seed
+        if seed is not None and self.sampler_name not in SEQUENCE_SAMPLERS:
+            seed += trial_number
         return make_sampler(self.sampler_name, seed, self.sampler_options, self.space)
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner_name, self.pruner_options, multi_objective=self.multi_objective)
 
-    def load_study(self, storage: RDBStorage, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-        """A fresh handle on the study; pass the worker's one sampler, whose random state must
-        carry over from trial to trial (a new seeded sampler would repeat its first draw)."""
+    def load_study(self, storage: RDBStorage, trial_number: int = 0) -> optuna.Study:
+        """A fresh handle on the study, with the sampler for ``trial_number``."""
         return optuna.load_study(
-            study_name=self.study_name, storage=storage, sampler=sampler or self.sampler(), pruner=self.pruner()
+            study_name=self.study_name, storage=storage, sampler=self.sampler(trial_number), pruner=self.pruner()
         )

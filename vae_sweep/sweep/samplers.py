@@ -25,6 +25,10 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "qmc": optuna.samplers.QMCSampler,
 }
 
+# Their seed shuffles the grid / scrambles the sequence once for the whole study, and each
+# trial takes its element by number: every trial must see the same seed.
+SEQUENCE_SAMPLERS = frozenset({"grid", "qmc"})
+
 PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "none": optuna.pruners.NopPruner,
     "median": optuna.pruners.MedianPruner,

@@ -10,19 +10,21 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
 
 from vae_sweep.errors import ConfigError
 
 BUDGET_ATTR = "vae_sweep.n_trials"
 SQLITE_BUSY_TIMEOUT_S = 60
+SCHEMA_RACE_ATTEMPTS = 5
 
 
 def masked(url: str) -> str:
@@ -61,7 +63,8 @@ def make_storage(
     if backend == "sqlite":
         enable_sqlite_wal(url)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    try:
+
+    def open_storage() -> RDBStorage:
         with warnings.catch_warnings():  # heartbeats are marked experimental, though years old
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
@@ -72,6 +75,17 @@ def make_storage(
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=retry,
             )
+
+    try:
+        for attempt in range(1, SCHEMA_RACE_ATTEMPTS):
+            try:
+                return open_storage()
+            except (IntegrityError, ProgrammingError):
+                # Workers started together on an empty database all create Optuna's tables (on
+                # PostgreSQL also its enum types); the losers get "already exists". Once the
+                # winner is done, another try finds the tables.
+                time.sleep(0.5 * attempt)
+        return open_storage()
     except Exception as error:  # SQLAlchemy and driver errors differ per database
         raise ConfigError(key, f"cannot open the Optuna storage {masked(url)}: {error}") from None
 
@@ -125,18 +139,25 @@ def ensure_budget(study: optuna.Study, n_trials: int, *, created: bool) -> int:
     return missing
 
 
-def claim_trial(study: optuna.Study, storage: RDBStorage) -> tuple[optuna.Trial, int] | None:
+def claim_trial(
+    storage: RDBStorage, study_name: str, study_for: Callable[[int], optuna.Study]
+) -> tuple[optuna.Trial, int] | None:
     """Atomically take one WAITING trial (a slot or a retry) and return it with its storage id;
     None when none is left.
 
-    Unlike ``study.ask()``, this never creates a trial beyond the budget. ``study`` should be
-    freshly loaded, so its sampler sees every finished trial.
+    Unlike ``study.ask()``, this never creates a trial beyond the budget. ``study_for(number)``
+    loads the study afresh (its sampler must see every finished trial) with the sampler for
+    that trial number.
     """
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+    study_id = storage.get_study_id_from_name(study_name)
+    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         try:
             if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                study = study_for(waiting.number)
+                # Optuna wraps an RDB storage in a cache that can only write to trials it has
+                # read: read them all (every sampler wants them anyway) before the trial starts.
+                study.get_trials(deepcopy=False)
                 return optuna.Trial(study, trial_id), trial_id
         except optuna.exceptions.UpdateFinishedTrialError:
             continue

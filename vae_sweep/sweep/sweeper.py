@@ -144,10 +144,10 @@ class OptunaSweeperImpl:
         if added:
             log.info("Added %d trials to the budget of study %r", added, plan.study_name)
         if isinstance(tracking, MlflowTracking):
-            from vae_sweep.sweep.parent_run import open_parent_run, tracking_client
+            from vae_sweep.sweep.parent_run import open_parent_run
 
             enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
-            parent = open_parent_run(tracking_client(tracking.uri), tracking.experiment, study, plan, created)
+            parent = open_parent_run(tracking.uri, tracking.experiment, study, plan, created)
             plan = SweepPlan(**{**plan.__dict__, "parent_run_id": parent})
         return plan, study, created
 
@@ -203,7 +203,7 @@ class OptunaSweeperImpl:
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import finish_parent_run, tracking_client
 
-            finish_parent_run(tracking_client(plan.tracking_uri), plan.parent_run_id, plots, results)
+            finish_parent_run(tracking_client(plan.tracking_uri), plan.parent_run_id, study, plots, results)
         counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
         print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})")
         if "best_value" in summary:

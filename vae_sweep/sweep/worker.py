@@ -76,11 +76,10 @@ class TrialWorker:
         worker = int(HydraConfig.get().job.num)
         limit_torch_threads(self.plan.n_jobs)
         storage = self.plan.storage()
-        sampler = self.plan.sampler(worker)
         summary = WorkerSummary(worker)
         started = time.monotonic()
         while True:
-            study = self.plan.load_study(storage, sampler)  # fresh each time: the sampler sees every trial
+            study = self.plan.load_study(storage)
             if storage.get_heartbeat_interval() is not None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -88,7 +87,7 @@ class TrialWorker:
             if failure_rate_exceeded(study, self.plan.max_failure_rate):
                 summary.stopped_for_failures = True
                 break
-            claimed = claim_trial(study, storage)
+            claimed = claim_trial(storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number))
             if claimed is None:
                 break
             trial, trial_id = claimed
@@ -142,7 +141,7 @@ class TrialWorker:
             if outcome.reason:
                 client.set_tag(run_id, FAILURE_REASON_ATTR, outcome.reason[:5000])
         if self.plan.parent_run_id:
-            record_progress(client, self.plan.parent_run_id, study, number)
+            record_progress(client, self.plan.parent_run_id, study)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
