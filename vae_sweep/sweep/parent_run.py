@@ -16,7 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.trial_link import PARENT_RUN_ATTR, RUN_ID_ATTR
+from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR
 from vae_sweep.tracking import PARAMS_PER_BATCH, check_reachable, experiment_id
 
 STUDY_ROLE_TAG = "vae_sweep.role"
@@ -121,3 +121,19 @@ def finish_parent_run(
     pending = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
     if not study.get_trials(deepcopy=False, states=pending):
         client.set_terminated(parent_run_id, "FINISHED")
+
+
+def close_stale_runs(client: MlflowClient, study: optuna.Study) -> int:
+    """Close the MLflow runs of trials whose worker died: Optuna failed them for a silent
+    heartbeat (they have no failure reason of their own), but their runs are still RUNNING."""
+    closed = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if not run_id or FAILURE_REASON_ATTR in trial.user_attrs:
+            continue
+        if client.get_run(run_id).info.status == "RUNNING":
+            tags = [RunTag(FAILURE_REASON_ATTR, "worker_died"), RunTag("optuna.trial_state", "FAIL")]
+            client.log_batch(run_id, tags=tags)
+            client.set_terminated(run_id, "FAILED")
+            closed += 1
+    return closed

@@ -164,6 +164,13 @@ def claim_trial(
     return None
 
 
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Mark RUNNING trials with a silent heartbeat FAIL; the storage's callback enqueues retries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 @contextlib.contextmanager
 def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
     """Record the trial's heartbeat in the background while it runs."""

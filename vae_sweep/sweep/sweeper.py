@@ -23,7 +23,7 @@ from vae_sweep.errors import ConfigError, require
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.results import save_plots, summarize, write_results
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
-from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, masked, open_study
+from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, fail_stale_trials, masked, open_study
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,15 @@ class OptunaSweeperImpl:
         if added:
             log.info("Added %d trials to the budget of study %r", added, plan.study_name)
         if isinstance(tracking, MlflowTracking):
-            from vae_sweep.sweep.parent_run import open_parent_run
+            from vae_sweep.sweep.parent_run import close_stale_runs, open_parent_run, tracking_client
 
             enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
             parent = open_parent_run(tracking.uri, tracking.experiment, study, plan, created)
             plan = SweepPlan(**{**plan.__dict__, "parent_run_id": parent})
+            fail_stale_trials(study)
+            closed = close_stale_runs(tracking_client(tracking.uri), study)
+            if closed:
+                log.info("Closed %d MLflow runs whose worker had died", closed)
         return plan, study, created
 
     def study_name(self) -> str:
@@ -201,9 +205,11 @@ class OptunaSweeperImpl:
         results = write_results(summary, sweep_dir)
         plots = save_plots(study, sweep_dir / "plots")
         if plan.tracking_uri and plan.parent_run_id:
-            from vae_sweep.sweep.parent_run import finish_parent_run, tracking_client
+            from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
 
-            finish_parent_run(tracking_client(plan.tracking_uri), plan.parent_run_id, study, plots, results)
+            client = tracking_client(plan.tracking_uri)
+            close_stale_runs(client, study)
+            finish_parent_run(client, plan.parent_run_id, study, plots, results)
         counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
         print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})")
         if "best_value" in summary:

@@ -21,6 +21,7 @@ from vae_sweep.sweep.study import make_storage
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 RUN_ID_ATTR = "mlflow_run_id"
+FAILURE_REASON_ATTR = "failure_reason"
 
 
 class PruningCallback:

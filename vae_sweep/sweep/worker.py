@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import optuna
@@ -23,11 +22,10 @@ from optuna.trial import TrialState
 
 from vae_sweep.errors import TrainingPruned
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.study import claim_trial, heartbeat
-from vae_sweep.sweep.trial_link import RUN_ID_ATTR
+from vae_sweep.sweep.study import claim_trial, fail_stale_trials, heartbeat
+from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, RUN_ID_ATTR
 
 log = logging.getLogger(__name__)
-FAILURE_REASON_ATTR = "failure_reason"
 MIN_TRIALS_FOR_FAILURE_RATE = 3
 
 
@@ -80,10 +78,7 @@ class TrialWorker:
         started = time.monotonic()
         while True:
             study = self.plan.load_study(storage)
-            if storage.get_heartbeat_interval() is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
+            fail_stale_trials(study)
             if failure_rate_exceeded(study, self.plan.max_failure_rate):
                 summary.stopped_for_failures = True
                 break
