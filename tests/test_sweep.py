@@ -102,6 +102,11 @@ def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(tmp_path):
     assert len(parents) == 1
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [0, 1, 2]
     assert (tmp_path / "second" / "2" / ".hydra" / "config.yaml").exists()  # job folder = trial number
+    fresh = sweep(tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.fresh=true", "hydra.sweep.dir=fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/optuna.db")}
+    assert len(names) == 2 and "s" in names  # a new study beside the old one, which is kept
+    assert len(runs(tmp_path)[1]) == 2
 
 
 def test_grid_sampler_enumerates_every_combination_once(tmp_path):
@@ -174,6 +179,16 @@ def test_a_sweep_whose_trials_all_fail_exits_non_zero(tmp_path):
     assert out.returncode != 0
     assert "all 2 trials of study 's' failed" in out.stderr
     assert [t.state.name for t in load_study(tmp_path).trials] == ["FAIL", "FAIL"]
+
+
+def test_max_failure_rate_stops_claiming_trials_and_says_why(tmp_path):
+    out = sweep(
+        tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.max_failure_rate=0.5", "optimizer=sgd", "optimizer.lr=1e6"
+    )
+    assert out.returncode != 0
+    assert "more than 50% of the trials failed" in out.stderr and "stopped early" in out.stderr
+    states = [t.state.name for t in load_study(tmp_path).trials]
+    assert states == ["FAIL"] * 3 + ["WAITING"] * 3  # nothing is lost: the budget waits for a fix
 
 
 def test_two_jobs_run_trials_at_the_same_time(tmp_path):

@@ -219,14 +219,14 @@ class OptunaSweeperImpl:
         if plan.tracking_uri:
             print(f"MLflow:    mlflow ui --backend-store-uri {plan.tracking_uri}  (parent run {plan.parent_run_id})")
         print(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
-        finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
-        if finished and summary["trials"].get("FAIL", 0) == finished:
-            raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
         if any(s.stopped_for_failures for s in summaries):
             raise SweepFailed(
                 f"more than {plan.max_failure_rate:.0%} of the trials failed ({counts}); stopped early. "
                 "Raise hydra.sweeper.max_failure_rate to go on"
             )
+        finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
+        if finished and summary["trials"].get("FAIL", 0) == finished:
+            raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
 
 
 def grid_size(space: SearchSpace) -> int:
