@@ -16,7 +16,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from vae_sweep.config import MlflowTracking, parse_run_config
 from vae_sweep.errors import ConfigError, require
@@ -93,6 +93,9 @@ class OptunaSweeperImpl:
             "" if created else " (resumed)",
         )
         worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function)
+        with read_write(self.config.hydra.launcher):  # n_jobs is set once, as hydra.sweeper.n_jobs
+            if "n_jobs" in self.config.hydra.launcher:
+                self.config.hydra.launcher.n_jobs = plan.n_jobs
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=worker, config=self.config
         )
