@@ -47,3 +47,17 @@ def train_app(cfg: DictConfig) -> float | list[float]:
     values = [result.metrics[name] for name in objectives]
     log.info("%s", ", ".join(f"{name} = {value:.4f}" for name, value in zip(objectives, values, strict=True)))
     return values if len(values) > 1 else values[0]
+
+
+def compare_main() -> None:
+    """``vae-compare``: techniques side by side from a finished study's MLflow runs."""
+    from vae_sweep.compare import main
+
+    sys.exit(main(sys.argv[1:]))
+
+
+def reproduce_main() -> None:
+    """``vae-reproduce``: re-run a logged run from its ``config.yaml`` and compare the metrics."""
+    from vae_sweep.reproduce import main
+
+    sys.exit(main(sys.argv[1:]))
