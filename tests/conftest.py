@@ -9,7 +9,11 @@ validates such a run into a ``RunConfig``.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,3 +81,73 @@ def tiny_config(tiny_overrides: tuple[str, ...]) -> Callable[..., RunConfig]:
 def tmp_mlflow_uri(tmp_path: Path) -> str:
     """A fresh SQLite MLflow store in the test's temporary folder."""
     return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+# Synthetic 8x8 data and a small net for whole sweeps run as `vae-train -m` subprocesses.
+TINY_SWEEP = (
+    "data=synthetic",
+    "data.n_samples=300",
+    "data.side=8",
+    "model.encoder_hidden=[16]",
+    "model.decoder_hidden=[16]",
+    "model.latent_dim=4",
+    "trainer.epochs=3",
+    "trainer.iwae_samples=4",
+    "trainer.num_threads=1",
+)
+
+
+@dataclass(frozen=True)
+class FinishedStudy:
+    """A real sweep's outputs: the Optuna study and its MLflow parent and child runs."""
+
+    folder: Path
+    study_name: str
+    tracking_uri: str
+    storage: str
+    sweep_dir: Path
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
+    """A 10-trial techniques-style sweep (optimizer x activation x batch norm, with pruning),
+    run once per session as users run it, with `vae-train -m`."""
+    folder = tmp_path_factory.mktemp("finished_study")
+    overrides = [
+        "-m",
+        "study=techniques",
+        "hydra.sweeper.study_name=fixture",
+        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.sampler.name=random",
+        "~hydra.sweeper.sampler.options.n_startup_trials",
+        "~hydra.sweeper.sampler.options.multivariate",
+        "~hydra.sweeper.sampler.options.group",
+        "hydra.sweeper.pruner.options.n_startup_trials=3",
+        "hydra.sweeper.pruner.options.n_warmup_steps=1",
+        "hydra.sweep.dir=sweep",
+        "optimizer=choice(sgd,adagrad,adam)",
+        "model.activation=choice(relu,tanh)",
+        "model.encoder_norm=choice(none,batchnorm)",
+        "scheduler=constant",
+        "model.decoder_norm=none",
+        "model.encoder_dropout=0.0",
+        "model.decoder_dropout=0.0",
+        *TINY_SWEEP,
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run(
+        [shutil.which("vae-train") or "vae-train", *overrides],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    return FinishedStudy(
+        folder=folder,
+        study_name="fixture",
+        tracking_uri=f"sqlite:///{folder}/mlflow.db",
+        storage=f"sqlite:///{folder}/optuna.db",
+        sweep_dir=folder / "sweep",
+    )

@@ -440,3 +440,16 @@ def test_a_fixed_parent_pins_its_children_to_the_matching_branch():
     assert pinned.params["optimizer.lr"].distribution == FloatDistribution(0.1, 2.0)
     with_momentum = parse_search_space({"optimizer": "nesterov", "optimizer.momentum": momentum})
     assert with_momentum.params["optimizer.momentum"].distribution == FloatDistribution(0.5, 0.99)
+
+
+def test_a_narrowed_parent_drops_conditions_on_its_removed_choices():
+    """`vae-train -m study=techniques 'optimizer=choice(sgd,adam)'` keeps the study's conditions."""
+    lr = {"optimizer=adadelta": "interval(0.1, 2.0)", "default": "interval(1e-4, 1e-2)"}
+    momentum = {"optimizer=momentum,nesterov": "interval(0.5, 0.99)"}
+    params = {"optimizer": "choice(sgd, adam)", "optimizer.lr": lr, "optimizer.momentum": momentum}
+    with pytest.raises(ConfigError, match="'adadelta' is not a choice of optimizer"):
+        parse_search_space(params)  # in a study file, an unknown choice is a mistake
+    space = parse_search_space(params, narrowed=frozenset({"optimizer"}))
+    assert space.params["optimizer.lr"].branches == {}
+    assert space.params["optimizer.lr"].default == FloatDistribution(1e-4, 1e-2)
+    assert space.params["optimizer.momentum"].active({"optimizer": "sgd"}) is None

@@ -168,8 +168,14 @@ class SearchSpace:
         return values
 
 
-def parse_search_space(params: Mapping[str, Any], *, key: str = "hydra.sweeper.params") -> SearchSpace:
-    """Parse a study's ``params`` mapping; every mistake is a ``ConfigError`` naming the entry to fix."""
+def parse_search_space(
+    params: Mapping[str, Any], *, key: str = "hydra.sweeper.params", narrowed: frozenset[str] = frozenset()
+) -> SearchSpace:
+    """Parse a study's ``params`` mapping; every mistake is a ``ConfigError`` naming the entry to fix.
+
+    ``narrowed`` names choices the command line replaced (``optimizer=choice(sgd,adam)`` on a study
+    with more optimizers): conditions on their dropped values are ignored rather than errors.
+    """
     require(isinstance(params, Mapping), key, f"must map config keys to search spaces, got {type(params).__name__}")
     unconditional: dict[str, ParamSpec] = {}
     conditions: dict[str, Mapping[Any, Any]] = {}
@@ -191,7 +197,13 @@ def parse_search_space(params: Mapping[str, Any], *, key: str = "hydra.sweeper.p
         pinned, spec = _pin_to_fixed_parent(name, branches, key=f"{key}.{name}", fixed=fixed)
         if not pinned:
             spec = _parse_conditional(
-                name, branches, key=f"{key}.{name}", space=unconditional, fixed=fixed, conditional=conditions
+                name,
+                branches,
+                key=f"{key}.{name}",
+                space=unconditional,
+                fixed=fixed,
+                conditional=conditions,
+                narrowed=narrowed,
             )
         if spec is not None:
             conditional[name] = spec
@@ -285,6 +297,7 @@ def _parse_conditional(
     space: Mapping[str, ParamSpec],
     fixed: Mapping[str, str],
     conditional: Mapping[str, Any],
+    narrowed: frozenset[str],
 ) -> ParamSpec:
     """A parameter whose distribution depends on the value of one unconditional categorical parameter."""
     require(
@@ -313,6 +326,10 @@ def _parse_conditional(
             )
             parent = branch_parent
             choices = _parent_choices(parent, key=branch_key, space=space, fixed=fixed, conditional=conditional)
+            if parent in narrowed:  # the command line narrowed the parent's choices: drop the others
+                parent_values = [v for v in parent_values if v in choices]
+                if not parent_values:
+                    continue
             for parent_value in parent_values:
                 require(
                     parent_value in choices,

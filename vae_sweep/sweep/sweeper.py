@@ -107,7 +107,10 @@ class OptunaSweeperImpl:
     def prepare(self, arguments: list[str]):
         settings = self.settings
         sweeps, fixed = split_arguments(arguments)
-        space = parse_search_space(merge_params(OmegaConf.to_container(settings.params, resolve=False), sweeps, fixed))
+        study_params = OmegaConf.to_container(settings.params, resolve=False)
+        space = parse_search_space(
+            merge_params(study_params, sweeps, fixed), narrowed=frozenset(sweeps) & frozenset(study_params)
+        )
         directions = parse_directions(settings.direction)
         require(settings.n_trials >= 1, "hydra.sweeper.n_trials", f"must be >= 1, got {settings.n_trials}")
         require(settings.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {settings.n_jobs}")
