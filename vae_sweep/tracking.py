@@ -138,6 +138,8 @@ class MlflowRun:
         client = MlflowClient(tracking_uri=spec.uri)
         all_tags = {**environment_tags(), **technique_tags(config), **(tags or {})}
         run_name = spec.run_name or f"{config.optimizer.name}-{config.model.activation.value}-{config.scheduler.name}"
+        if "optuna.trial_number" in all_tags:  # sweeps: names stay unique and sort by trial in the UI
+            run_name = f"trial-{int(all_tags['optuna.trial_number']):03d}-{run_name}"
         run = client.create_run(
             experiment_id(client, spec.experiment),
             run_name=run_name,
