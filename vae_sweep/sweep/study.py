@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 from sqlalchemy.engine import make_url
@@ -62,7 +63,10 @@ def make_storage(
     engine_kwargs = {}
     if backend == "sqlite":
         enable_sqlite_wal(url)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+        # The driver's own transaction handling (isolation_level=None turns it off) defers BEGIN
+        # until the first write, so "read WAITING, then set RUNNING" was not atomic and two
+        # workers could claim one trial; serialize_sqlite_transactions puts the read inside.
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}}
 
     def open_storage() -> RDBStorage:
         with warnings.catch_warnings():  # heartbeats are marked experimental, though years old
@@ -79,15 +83,26 @@ def make_storage(
     try:
         for attempt in range(1, SCHEMA_RACE_ATTEMPTS):
             try:
-                return open_storage()
+                return serialize_sqlite_transactions(open_storage())
             except (IntegrityError, ProgrammingError):
                 # Workers started together on an empty database all create Optuna's tables (on
                 # PostgreSQL also its enum types); the losers get "already exists". Once the
                 # winner is done, another try finds the tables.
                 time.sleep(0.5 * attempt)
-        return open_storage()
+        return serialize_sqlite_transactions(open_storage())
     except Exception as error:  # SQLAlchemy and driver errors differ per database
         raise ConfigError(key, f"cannot open the Optuna storage {masked(url)}: {error}") from None
+
+
+def serialize_sqlite_transactions(storage: RDBStorage) -> RDBStorage:
+    """On SQLite, start every transaction with BEGIN IMMEDIATE: it takes the write lock first
+    (waiting up to the busy timeout), so each read-then-write of Optuna's storage is atomic
+    across processes, as row locks make it on PostgreSQL (SQLAlchemy's pysqlite recipe)."""
+    if storage.engine.dialect.name == "sqlite":
+        sqlalchemy.event.listen(
+            storage.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE")
+        )
+    return storage
 
 
 def open_study(
