@@ -45,7 +45,7 @@ from vae_sweep.metrics import FINAL_METRICS
 from vae_sweep.reproduce_command import train_command
 from vae_sweep.specs import target_of
 from vae_sweep.sweep.parent_run import STUDY_ROLE_TAG
-from vae_sweep.tracking import check_reachable, environment_tags
+from vae_sweep.tracking import THREADS_TAG, check_reachable, environment_tags
 
 PROG = "vae-reproduce"
 TIMING_METRICS = ("samples_per_sec", "train_seconds")  # wall-clock: shown, never part of the verdict
@@ -314,7 +314,7 @@ def compare_weights(original: Mapping[str, torch.Tensor], reproduced: Mapping[st
         a64, b64 = a.double(), b.double()
         scale = a64.abs().max().item() if a64.numel() else 0.0
         gap = (a64 - b64).abs().nan_to_num(nan=math.inf).max().item()
-        worst = max(worst, gap / scale if scale > 0 else math.inf)
+        worst = max(worst, 0.0 if gap == 0 else gap / scale if scale > 0 else math.inf)  # gap 0: -0.0 vs 0.0
     return WeightsDiff(len(set(original) | set(reproduced)), tuple(different), worst)
 
 
@@ -403,12 +403,20 @@ def rerun(config: Mapping[str, Any], original_run_id: str, *, tracking_uri: str,
         config["tracking"] = {**config["tracking"], "uri": tracking_uri}  # the store the user pointed at
     else:
         config["tracking"] = {"_target_": target_of(NoTracking), "name": NoTracking.name}
+    cfg = OmegaConf.create(config)
+    parse_run_config(cfg).trainer.resolve_device()  # a CUDA run on a machine without one: refused before a run exists
     started: list[str] = []
-    result = run_experiment(
-        OmegaConf.create(config), tags={REPRODUCED_FROM_TAG: original_run_id}, on_run_start=started.append
-    )
+    result = run_experiment(cfg, tags={REPRODUCED_FROM_TAG: original_run_id}, on_run_start=started.append)
     state = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
     return Reproduction(dict(result.metrics), state, started[0] if started else None)
+
+
+def match_threads(config: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+    """Train with the original's thread count when its config left it to the machine (a sweep
+    worker, for one, shares the cores): another count sums floats in another order."""
+    if config["trainer"].get("num_threads") is None and THREADS_TAG in tags:
+        torch.set_num_threads(int(tags[THREADS_TAG]))
+        print(f"Using {tags[THREADS_TAG]} torch threads, as the original run did")
 
 
 def refuse_unfinished(run: Run) -> None:
@@ -506,6 +514,7 @@ def reproduce(args: argparse.Namespace) -> int:
     original_weights = load_weights(client, run.info.run_id)
     print(f"Reproducing {selection.description} from {uri}")
     try:
+        match_threads(config, run.data.tags)
         reproduction = rerun(config, run.info.run_id, tracking_uri=uri, track=not args.no_track)
     except (ConfigError, DataError) as error:
         raise ReproduceError(f"cannot re-run {run.info.run_id} here: {error}") from None
@@ -550,3 +559,5 @@ def report(
     else:
         print("Environment: same package versions and git commit as the original")
     print(f"Verdict: {result.text}")
+    if not result.identical:
+        print("Why results differ and what to do: docs/reproduce.md, 'When the numbers differ'")

@@ -31,7 +31,9 @@ from vae_sweep.metrics import FINAL_METRICS
 from vae_sweep.train import TrainResult
 
 PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
-VERSIONED_PACKAGES = ("vae-sweep", "torch", "hydra-core", "omegaconf", "mlflow", "optuna")
+VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
+# Intra-op threads change float summation order: reproduce re-runs with the same count.
+THREADS_TAG = "runtime.torch_threads"
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -136,7 +138,8 @@ class MlflowRun:
         """Create the run with the full resolved config as params; ``tags`` may hold ``mlflow.parentRunId``."""
         check_reachable(spec.uri)
         client = MlflowClient(tracking_uri=spec.uri)
-        all_tags = {**environment_tags(), **technique_tags(config), **(tags or {})}
+        threads = config.trainer.num_threads or torch.get_num_threads()
+        all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}
         run_name = spec.run_name or f"{config.optimizer.name}-{config.model.activation.value}-{config.scheduler.name}"
         if "optuna.trial_number" in all_tags:  # sweeps: names stay unique and sort by trial in the UI
             run_name = f"trial-{int(all_tags['optuna.trial_number']):03d}-{run_name}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,8 @@ def torch_settings(trainer: TrainerSpec) -> Iterator[None]:
     random.seed(trainer.seed)
     np.random.seed(trainer.seed)
     torch.manual_seed(trainer.seed)
+    if trainer.deterministic:  # cuBLAS needs a fixed workspace to be deterministic on CUDA
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(trainer.deterministic)
     if trainer.num_threads is not None:
         torch.set_num_threads(trainer.num_threads)
