@@ -37,6 +37,8 @@ import json
 import math
 import os
 import sys
+import urllib.error
+import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +55,10 @@ METRIC_PREFIX = "metrics."
 STATE_TAG = "tags.optuna.trial_state"
 TRIAL_TAG = "tags.optuna.trial_number"
 STUDY_ROLE_TAG = "vae_sweep.role"  # as set by vae_sweep.sweep.parent_run
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's user attribute, as in vae_sweep.sweep.trial_link
 LR_PARAM = "params.optimizer.lr"
 
+TECHNIQUES = ("optimizer", "scheduler", "activation", "normalization", "dropout", "regularization")
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 STATE_COLUMNS = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 MLFLOW_STATUS_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL", "RUNNING": "RUNNING"}
@@ -192,7 +196,12 @@ def top_trials(
 
 
 def default_top_columns(runs: pd.DataFrame) -> dict[str, str]:
-    columns = {name.removeprefix(TECHNIQUE_PREFIX): name for name in technique_columns(runs)}
+    """Every technique that differs between runs (the constant ones say nothing) and ``lr``."""
+    columns = {
+        name.removeprefix(TECHNIQUE_PREFIX): name
+        for name in technique_columns(runs)
+        if runs[name].nunique(dropna=False) > 1
+    }
     if LR_PARAM in runs:
         columns["lr"] = LR_PARAM
     return columns
@@ -211,7 +220,10 @@ def pareto_front(points: pd.DataFrame, *, x: str, y: str) -> pd.Series:
 
 
 def technique_columns(runs: pd.DataFrame) -> list[str]:
-    return sorted(column for column in runs.columns if column.startswith(TECHNIQUE_PREFIX))
+    """The ``tags.technique.*`` columns, in the order of ``TECHNIQUES`` (others after, sorted)."""
+    present = sorted(column for column in runs.columns if column.startswith(TECHNIQUE_PREFIX))
+    rank = {f"{TECHNIQUE_PREFIX}{name}": i for i, name in enumerate(TECHNIQUES)}
+    return sorted(present, key=lambda column: rank.get(column, len(rank)))
 
 
 def available_metrics(runs: pd.DataFrame) -> list[str]:
@@ -245,10 +257,11 @@ def unknown_key_message(name: str, runs: pd.DataFrame) -> str:
     close = difflib.get_close_matches(name, techniques + params, n=3, cutoff=0.6)
     close += [p for p in params if p.endswith(f".{name}") and p not in close]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    constant = len(params) - len(varying)
     return (
         f"unknown --by key {name!r}.{hint} Techniques: {', '.join(techniques) or 'none'}. "
-        f"Params that vary across the runs: {', '.join(varying) or 'none'}. "
-        f"Any other param key works too: {', '.join(p for p in params if p not in varying) or 'none'}."
+        f"Params that vary across the runs: {', '.join(varying) or 'none'}"
+        + (f" (and {constant} params that are the same in every run)." if constant else ".")
     )
 
 
@@ -280,10 +293,14 @@ class Source:
     study_name: str | None = None
 
     def describe(self) -> str:
+        """``study 'techniques' (parent run 3f2a..., experiment 'vae-sweep')`` and the like."""
         where = f"experiment {self.experiment!r}"
-        if self.parent_run_id:
-            where = f"parent run {self.parent_run_id}, {where}"
-        return f"{self.kind} {self.name!r} ({where})"
+        if self.kind == "study":
+            return f"study {self.name!r} (parent run {self.parent_run_id}, {where})"
+        if self.kind == "parent run":
+            study = f"study {self.study_name!r}, " if self.study_name else ""
+            return f"parent run {self.parent_run_id} ({study}{where})"
+        return where
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -298,21 +315,22 @@ def connect(uri: str):  # -> MlflowClient (imported lazily: --help stays fast)
     would otherwise be created empty, a dead server retried for minutes."""
     from mlflow.tracking import MlflowClient
 
-    from vae_sweep.errors import ConfigError
-    from vae_sweep.tracking import check_reachable
-
     path = sqlite_path(uri)
     if path is not None and not path.is_file():
         raise UsageError(
             f"no MLflow store at {path} ({uri}): run vae-compare in the folder you ran the sweep from, "
             "or pass --tracking-uri (or set MLFLOW_TRACKING_URI)"
         )
-    try:
-        check_reachable(uri)
-    except ConfigError:
-        raise UsageError(
-            f"cannot reach the MLflow tracking server at {uri}: start it (mlflow server ...) or pass --tracking-uri"
-        ) from None
+    if uri.startswith(("http://", "https://")):
+        # As vae_sweep.tracking.check_reachable, without importing torch through that module.
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+                pass
+        except (urllib.error.URLError, OSError) as error:
+            raise UsageError(
+                f"cannot reach the MLflow tracking server at {uri} ({error}): start it (mlflow server ...) "
+                "or pass --tracking-uri"
+            ) from None
     client = MlflowClient(tracking_uri=uri)
     try:
         client.search_experiments(max_results=1)
@@ -420,8 +438,6 @@ def load_study(storage: str, source: Source):  # -> tuple[optuna.Study | None, s
         return None, f"parameter importances skipped: no Optuna storage at {path} (pass --storage)"
     import optuna
 
-    from vae_sweep.sweep.trial_link import PARENT_RUN_ATTR
-
     try:
         study = optuna.load_study(study_name=source.study_name, storage=storage)
     except KeyError:
@@ -438,16 +454,16 @@ def load_study(storage: str, source: Source):  # -> tuple[optuna.Study | None, s
 
 
 def param_importances(study) -> tuple[pd.DataFrame | None, list[str]]:
-    """Optuna's parameter importances (its default evaluator), one column per objective;
-    None and a note with fewer than two complete trials."""
+    """Optuna's parameter importances (its default evaluator): an ``importance`` column, or one
+    column per objective of a multi-objective study; None and a note with fewer than two
+    complete trials. Optuna's warnings (e.g. too few trials per range) become notes."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return None, [f"parameter importances skipped: {len(complete)} complete trial(s), need 2"]
-    names = study.metric_names or (
-        [f"objective_{i}" for i in range(len(study.directions))] if len(study.directions) > 1 else ["importance"]
-    )
+    objectives = len(study.directions)
+    names = ["importance"] if objectives == 1 else (study.metric_names or [f"objective_{i}" for i in range(objectives)])
     columns, notes = {}, []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -473,6 +489,8 @@ def param_importances(study) -> tuple[pd.DataFrame | None, list[str]]:
 
 @dataclass
 class Comparison:
+    """Everything a report shows; ``render`` turns it into text, ``write_plots`` into figures."""
+
     source: Source
     metric: str
     maximize: bool
@@ -492,7 +510,11 @@ class Comparison:
 
     def metric_line(self) -> str:
         better = "higher" if self.maximize else "lower"
-        return f"Metric: {self.metric}, {better} is better; a pruned run counts with its last logged value"
+        over = "a pruned run counts with its last logged value" if self.metric in EPOCH_METRICS else "runs that have it"
+        return (
+            f"Per option: runs by state; best / median / mean / std of {self.metric} ({better} is better; "
+            f"{over}); medians of {', '.join(SIDE_METRICS)}"
+        )
 
 
 def compare_runs(
@@ -513,13 +535,14 @@ def compare_runs(
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
-    """For people: the winner as a ★ in front, run ids shortened."""
-    shown = table.copy()
+    """For people: the winner as a ★ in front, run ids shortened, ``median_`` dropped from the
+    side metrics' names (the headline says they are medians), missing values as None."""
+    shown = table.rename(columns={f"median_{side}": side for side in SIDE_METRICS})
     if "winner" in shown:
         shown.insert(0, "", shown.pop("winner").map({True: "★", False: ""}))
     if "run_id" in shown:
         shown.insert(shown.columns.get_loc("run_id"), "run", shown.pop("run_id").str[:8])
-    return shown
+    return shown.astype(object).where(shown.notna(), None)
 
 
 def sections(comparison: Comparison) -> list[tuple[str, pd.DataFrame]]:
@@ -694,9 +717,9 @@ def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
         prog="vae-compare",
         description=(
-            "Compare optimization techniques across a study's trials: one table per technique "
-            "(trial counts, best / median / mean of a metric, the winner), the top trials, "
-            "Optuna parameter importances and, with --out, plots."
+            "Compare optimization techniques across a study's trials: one table per technique\n"
+            "(runs by state, best / median / mean / std of a metric, the winner), the top trials,\n"
+            "Optuna parameter importances and, with --out, plots logged on the study's parent run."
         ),
         epilog=(
             "examples:\n"
@@ -723,7 +746,8 @@ def parser() -> argparse.ArgumentParser:
         "--storage",
         default=DEFAULT_STORAGE,
         metavar="URL",
-        help="Optuna storage, for parameter importances; skipped with a note when the study is not there (default: %(default)s)",
+        help="Optuna storage, for parameter importances; skipped with a note when the study is not there "
+        "(default: %(default)s)",
     )
     cli.add_argument(
         "--by",
@@ -749,16 +773,11 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
-def run(args: argparse.Namespace) -> int:
-    """The command behind ``main``; ``UsageError`` escapes to it. The report (or the list of
-    files written) goes to stdout, the line saying what ``target`` resolved to to stderr."""
-    out, err = sys.stdout, sys.stderr
-    if args.top < 1:
-        raise UsageError(f"--top must be at least 1, got {args.top}")
-    client = connect(args.tracking_uri)
+def build(client, args: argparse.Namespace) -> Comparison:
+    """Resolve the target, read its runs, check ``--metric`` and ``--by``, compute the tables
+    and the importances."""
     source, notes = resolve_target(client, args.target, args.experiment)
     runs = load_runs(client, source)
-    print(f"vae-compare: {source.describe()}, {len(runs)} runs in {args.tracking_uri}", file=err)
     if runs.empty:
         raise UsageError(f"{source.describe()} has no trial runs")
     metrics = available_metrics(runs)
@@ -783,28 +802,43 @@ def run(args: argparse.Namespace) -> int:
         comparison.notes += more
     elif note:
         comparison.notes.append(note)
+    return comparison
 
-    if args.out is None:
-        out.write(to_stdout(render(comparison, args.format)))
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = write_plots(client, comparison, args.out)
+
+def write_report(client, comparison: Comparison, folder: Path, fmt: str, *, log: bool) -> None:
+    """Plots and the report into ``folder``, then (``log``) onto the parent run under ``compare/``;
+    what was written, and notes, to stdout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = write_plots(client, comparison, folder)
     comparison.plots = [path.name for path in written]
-    for name, text in render(comparison, args.format).items():
-        (args.out / name).write_text(text, encoding="utf-8")
-        written.append(args.out / name)
+    for name, text in render(comparison, fmt).items():
+        (folder / name).write_text(text, encoding="utf-8")
+        written.append(folder / name)
     for path in written:
-        print(f"wrote {path}", file=out)
-    if args.no_log:
-        pass
-    elif source.parent_run_id is None:
-        print(f"Note: not logged: {source.describe()} has no parent run", file=out)
-    else:
+        print(f"wrote {path}")
+    parent = comparison.source.parent_run_id
+    if log and parent is None:
+        comparison.notes.append(f"not logged to MLflow: {comparison.source.describe()} has no parent run")
+    elif log:
         for path in written:
-            client.log_artifact(source.parent_run_id, str(path), ARTIFACT_FOLDER)
-        print(f"logged {len(written)} files under {ARTIFACT_FOLDER}/ on parent run {source.parent_run_id}", file=out)
+            client.log_artifact(parent, str(path), ARTIFACT_FOLDER)
+        print(f"logged {len(written)} files under {ARTIFACT_FOLDER}/ on parent run {parent}")
     for note in comparison.notes:
-        print(f"Note: {note}", file=out)
+        print(f"Note: {note}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command behind ``main``; ``UsageError`` escapes to it. The report (or the list of
+    files written) goes to stdout, the line saying what ``target`` resolved to to stderr."""
+    if args.top < 1:
+        raise UsageError(f"--top must be at least 1, got {args.top}")
+    client = connect(args.tracking_uri)
+    comparison = build(client, args)
+    print(f"vae-compare: {comparison.source.describe()}, {len(comparison.runs)} runs", file=sys.stderr)
+    if args.out is None:
+        sys.stdout.write(to_stdout(render(comparison, args.format)))
+    else:
+        write_report(client, comparison, args.out, args.format, log=not args.no_log)
     return 0
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 STATE_MARKERS = {"COMPLETE": ("o", "tab:blue"), "PRUNED": ("x", "tab:orange"), "FAIL": ("v", "tab:red")}
 OTHER_MARKER = ("s", "tab:gray")
@@ -73,6 +74,7 @@ def curves_figure(curves: Mapping[str, Mapping[str, pd.DataFrame]], metric: str)
             ax.plot(history["step"], history["value"], marker="o", markersize=3, label=label)
         ax.set_title(f"{dimension}: best run per option")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         if lines:
             ax.legend(fontsize="small")

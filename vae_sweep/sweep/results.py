@@ -89,15 +89,15 @@ def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
     saved = []
     for name, make in makers.items():
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # experimental-API and degenerate-axis notes from small studies
+            warnings.simplefilter("ignore")  # experimental-API and layout notes from small studies
             try:
                 axes = make()
             except (ValueError, RuntimeError, ZeroDivisionError) as error:
                 log.info("plot %s skipped: %s", name, error)
                 continue
-        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-        path = folder / f"{name}.png"
-        figure.savefig(path, dpi=100, bbox_inches="tight")
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            path = folder / f"{name}.png"
+            figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(figure)
         saved.append(path)
     return saved

@@ -7,6 +7,7 @@ anything Optuna would refuse is refused here first with the key and the accepted
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,7 +52,9 @@ def checked_call(factory: Callable[..., Any], key: str, options: Mapping[str, An
             f"remove it with ~{key}.options.{name}",
         )
     try:
-        return factory(**options, **fixed)
+        with warnings.catch_warnings():  # multivariate/group TPE, GP, QMC: years-old "experimental" notes
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return factory(**options, **fixed)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{key}.options", f"{factory.__name__} refused {dict(options)}: {error}") from None
 
