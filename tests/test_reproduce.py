@@ -269,7 +269,7 @@ def test_a_logged_interpolation_is_text_not_a_lookup():
         ("study", ["--study", "nope", "--best"], "no study 'nope' in experiment 'vae-sweep'; studies found: fixture"),
         ("study", ["--study", "fixture", "--trial", "99"], "study 'fixture' has no trial 99; its trials are 0-9"),
         ("study", ["--study", "fixture", "--best", "--experiment", "other"], "no experiment 'other' in this store"),
-        ("missing", ["abc"], "no MLflow store at sqlite:///"),
+        ("missing", ["abc"], "typo.db (sqlite:///"),
     ],
     ids=["run", "study", "trial", "experiment", "store"],
 )

@@ -37,8 +37,6 @@ import json
 import math
 import os
 import sys
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +45,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from vae_sweep.errors import ConfigError
 from vae_sweep.metrics import EPOCH_METRICS
+from vae_sweep.mlflow_store import check_existing_store, sqlite_file
 
 TECHNIQUE_PREFIX = "tags.technique."
 PARAM_PREFIX = "params."
@@ -303,34 +303,15 @@ class Source:
         return where
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL; None for other URLs."""
-    if not uri.startswith("sqlite:///") or ":memory:" in uri:
-        return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-
-
 def connect(uri: str):  # -> MlflowClient (imported lazily: --help stays fast)
     """A client for the tracking store, after checking that it is there: a missing SQLite file
     would otherwise be created empty, a dead server retried for minutes."""
     from mlflow.tracking import MlflowClient
 
-    path = sqlite_path(uri)
-    if path is not None and not path.is_file():
-        raise UsageError(
-            f"no MLflow store at {path} ({uri}): run vae-compare in the folder you ran the sweep from, "
-            "or pass --tracking-uri (or set MLFLOW_TRACKING_URI)"
-        )
-    if uri.startswith(("http://", "https://")):
-        # As vae_sweep.tracking.check_reachable, without importing torch through that module.
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
-                pass
-        except (urllib.error.URLError, OSError) as error:
-            raise UsageError(
-                f"cannot reach the MLflow tracking server at {uri} ({error}): start it (mlflow server ...) "
-                "or pass --tracking-uri"
-            ) from None
+    try:
+        check_existing_store(uri)
+    except ConfigError as error:
+        raise UsageError(error.message) from None
     client = MlflowClient(tracking_uri=uri)
     try:
         client.search_experiments(max_results=1)
@@ -433,7 +414,7 @@ def load_study(storage: str, source: Source):  # -> tuple[optuna.Study | None, s
     """The source's Optuna study, or None and a one-line reason to skip importances."""
     if not source.study_name:
         return None, f"parameter importances skipped: {source.describe()} is not an Optuna study"
-    path = sqlite_path(storage)
+    path = sqlite_file(storage)
     if path is not None and not path.is_file():
         return None, f"parameter importances skipped: no Optuna storage at {path} (pass --storage)"
     import optuna

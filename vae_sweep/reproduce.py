@@ -28,7 +28,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import torch
 import yaml
@@ -42,10 +41,11 @@ from vae_sweep.config import CONFIG_VERSION, NoTracking, parse_run_config
 from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
 from vae_sweep.metrics import FINAL_METRICS
+from vae_sweep.mlflow_store import check_existing_store
 from vae_sweep.reproduce_command import train_command
 from vae_sweep.specs import target_of
 from vae_sweep.sweep.parent_run import STUDY_ROLE_TAG
-from vae_sweep.tracking import THREADS_TAG, check_reachable, environment_tags
+from vae_sweep.tracking import THREADS_TAG, environment_tags
 
 PROG = "vae-reproduce"
 TIMING_METRICS = ("samples_per_sec", "train_seconds")  # wall-clock: shown, never part of the verdict
@@ -70,13 +70,8 @@ class ReproduceError(Exception):
 
 def open_store(uri: str) -> MlflowClient:
     """A client for an existing store: a mistyped SQLite path is an error, not a new empty store."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        path = Path(unquote(uri.split("://", 1)[1].split("?", 1)[0]).removeprefix("/"))
-        if str(path) != ":memory:" and not path.is_file():
-            raise ReproduceError(f"no MLflow store at {uri} ({path} does not exist); point --tracking-uri at one")
     try:
-        check_reachable(uri)
+        check_existing_store(uri)
     except ConfigError as error:
         raise ReproduceError(error.message) from None
     return MlflowClient(tracking_uri=uri)

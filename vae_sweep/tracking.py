@@ -12,8 +12,6 @@ import platform
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vae_sweep.config import MlflowTracking, RunConfig
-from vae_sweep.errors import ConfigError
 from vae_sweep.images import image_grid
 from vae_sweep.metrics import FINAL_METRICS
+from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.train import TrainResult
 
 PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
@@ -87,21 +85,6 @@ def git_commit(folder: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail before training when a tracking server does not answer (file and database stores need no check)."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            return
-    except (urllib.error.URLError, OSError) as error:
-        raise ConfigError(
-            "tracking.uri",
-            f"cannot reach the MLflow tracking server at {uri} ({error}); start it (mlflow server ...), "
-            "point MLFLOW_TRACKING_URI elsewhere, or run with tracking=none",
-        ) from None
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:

@@ -15,9 +15,10 @@ import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR
-from vae_sweep.tracking import PARAMS_PER_BATCH, check_reachable, experiment_id
+from vae_sweep.tracking import PARAMS_PER_BATCH, experiment_id
 
 STUDY_ROLE_TAG = "vae_sweep.role"
 WAIT_FOR_PARENT_S = 60
