@@ -29,6 +29,7 @@ class SweepPlan:
     pruner_name: str
     pruner_options: dict
     n_jobs: int
+    local_workers: bool  # all workers on this machine (joblib): they split its cores
     max_failure_rate: float
     heartbeat_interval: int
     grace_period: int | None

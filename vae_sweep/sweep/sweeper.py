@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from vae_sweep.config import MlflowTracking, parse_run_config
 from vae_sweep.errors import ConfigError, require
+from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.results import save_plots, summarize, write_results
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
@@ -101,7 +102,11 @@ class OptunaSweeperImpl:
         )
         jobs = launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * plan.n_jobs, initial_job_idx=0)
         summaries = [job.return_value for job in jobs]
-        self.report(plan, summaries)
+        try:
+            self.report(plan, summaries)
+        except SweepFailed as error:
+            print(f"vae-train: error: {error}", file=sys.stderr)
+            sys.exit(1)
         return summaries
 
     def prepare(self, arguments: list[str]):
@@ -120,7 +125,10 @@ class OptunaSweeperImpl:
             f"must be in [0, 1], got {settings.max_failure_rate}",
         )
         base = self.validate_configs(fixed, space, len(directions))
+        base.trainer.resolve_device()  # cuda asked for on a machine without one
         tracking = base.tracking
+        if isinstance(tracking, MlflowTracking):
+            check_reachable(tracking.uri)
         plan = SweepPlan(
             study_name=self.study_name(),
             storage_url=settings.storage,
@@ -133,6 +141,7 @@ class OptunaSweeperImpl:
             pruner_name=settings.pruner.name,
             pruner_options=OmegaConf.to_container(settings.pruner.options, resolve=True),
             n_jobs=settings.n_jobs,
+            local_workers=self.launches_locally(),
             max_failure_rate=settings.max_failure_rate,
             heartbeat_interval=settings.heartbeat_interval,
             grace_period=settings.grace_period,
@@ -195,6 +204,11 @@ class OptunaSweeperImpl:
             del config["hydra"]
         return config
 
+    def launches_locally(self) -> bool:
+        """Basic and joblib launchers run every worker on this machine, which then share its cores."""
+        launcher = str(self.config.hydra.launcher.get("_target_", ""))
+        return launcher.endswith(("BasicLauncher", "JoblibLauncher"))
+
     def check_launcher(self, n_jobs: int) -> None:
         launcher = str(self.config.hydra.launcher.get("_target_", ""))
         require(
@@ -222,7 +236,9 @@ class OptunaSweeperImpl:
             print(f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}")
             print(f"Reproduce: {summary['reproduce']}")
         print(f"Results:   {results.resolve()}")
-        if plan.tracking_uri:
+        if plan.tracking_uri and plan.tracking_uri.startswith(("http://", "https://")):
+            print(f"MLflow:    open {plan.tracking_uri}  (parent run {plan.parent_run_id})")
+        elif plan.tracking_uri:
             print(f"MLflow:    mlflow ui --backend-store-uri {plan.tracking_uri}  (parent run {plan.parent_run_id})")
         print(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
         if any(s.stopped_for_failures for s in summaries):

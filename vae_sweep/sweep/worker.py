@@ -72,7 +72,8 @@ class TrialWorker:
         from hydra.core.hydra_config import HydraConfig
 
         worker = int(HydraConfig.get().job.num)
-        limit_torch_threads(self.plan.n_jobs)
+        if self.plan.local_workers:
+            limit_torch_threads(self.plan.n_jobs)
         storage = self.plan.storage()
         summary = WorkerSummary(worker)
         started = time.monotonic()
@@ -169,4 +170,4 @@ def limit_torch_threads(n_jobs: int) -> None:
     """Share the cores between the trials running at once, so the CPU is not oversubscribed."""
     import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_jobs))
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // n_jobs))
