@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -281,3 +282,11 @@ def training_trials(cwd: Path) -> list:
     except KeyError:  # the study is not created yet
         return []
     return [t for t in running if "mlflow_run_id" in t.user_attrs]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_stops_the_sweep_before_its_study_exists(tmp_path):
+    out = sweep(tmp_path, "trainer.device=cuda")
+    assert out.returncode == 2
+    assert "vae-train: error: trainer.device: cuda was asked for but torch sees no CUDA device" in out.stderr
+    assert not (tmp_path / "optuna.db").exists()  # no study, no budget spent on trials that cannot run
