@@ -20,6 +20,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+from tiny import TINY_SWEEP
 
 from vae_sweep.config import RunConfig, parse_run_config
 
@@ -83,20 +84,6 @@ def tmp_mlflow_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
 
 
-# Synthetic 8x8 data and a small net for whole sweeps run as `vae-train -m` subprocesses.
-TINY_SWEEP = (
-    "data=synthetic",
-    "data.n_samples=300",
-    "data.side=8",
-    "model.encoder_hidden=[16]",
-    "model.decoder_hidden=[16]",
-    "model.latent_dim=4",
-    "trainer.epochs=3",
-    "trainer.iwae_samples=4",
-    "trainer.num_threads=1",
-)
-
-
 @dataclass(frozen=True)
 class FinishedStudy:
     """A real sweep's outputs: the Optuna study and its MLflow parent and child runs."""
@@ -133,6 +120,7 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
         "model.encoder_dropout=0.0",
         "model.decoder_dropout=0.0",
         *TINY_SWEEP,
+        "trainer.epochs=3",
     ]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     out = subprocess.run(

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from tiny import TINY_SWEEP
 
 pytest_plugins = ["postgres"]
 
@@ -25,19 +26,6 @@ VAE_TRAIN = shutil.which("vae-train")
 N_PROCESSES = 3
 N_TRIALS = 9
 TIMEOUT_S = 240
-# Trials of a second or two: synthetic 8x8 images, a one-layer net, two epochs, one thread.
-TINY_TRIALS = (
-    "data=synthetic",
-    "data.n_samples=300",
-    "data.side=8",
-    "model.encoder_hidden=[16]",
-    "model.decoder_hidden=[16]",
-    "model.latent_dim=4",
-    "trainer.epochs=2",
-    "trainer.iwae_samples=4",
-    "trainer.num_threads=1",
-    "hydra.sweeper.pruner.name=none",
-)
 
 
 def test_the_fixture_serves_postgresql(postgres_url: str) -> None:
@@ -74,7 +62,8 @@ def test_three_processes_run_one_budget_of_trials_together(fresh_postgres_url: s
         "hydra.sweeper.study_name=dist",
         f"hydra.sweeper.n_trials={N_TRIALS}",
         f"tracking.uri={mlflow_uri}",
-        *TINY_TRIALS,
+        *TINY_SWEEP,
+        "hydra.sweeper.pruner.name=none",
     ]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     cwds = [tmp_path / f"worker{i}" for i in range(N_PROCESSES)]

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from tiny import TINY_SWEEP
 
 from vae_sweep.metrics import EPOCH_METRICS, FINAL_METRICS
 
@@ -23,22 +24,11 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(VAE_TRAIN is None, reason="vae-train is not installed (pip install -e .)"),
 ]
-TINY = [
-    "data=synthetic",
-    "data.n_samples=300",
-    "data.side=8",
-    "model.encoder_hidden=[16]",
-    "model.decoder_hidden=[16]",
-    "model.latent_dim=4",
-    "trainer.epochs=2",
-    "trainer.iwae_samples=4",
-    "trainer.num_threads=1",
-]
 
 
 def sweep(cwd: Path, *overrides: str, name: str = "s") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    args = [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={name}", *TINY, *overrides]
+    args = [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={name}", *TINY_SWEEP, *overrides]
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -211,7 +201,7 @@ def test_two_jobs_run_trials_at_the_same_time(tmp_path):
 def test_multi_objective_study_reports_its_pareto_front(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     out = subprocess.run(
-        [VAE_TRAIN, "-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY],
+        [VAE_TRAIN, "-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -246,7 +236,7 @@ def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_pat
 
 def test_a_trial_whose_worker_died_is_failed_by_heartbeat_and_retried(tmp_path):
     args = [
-        VAE_TRAIN, "-m", "study=quick", "hydra.sweeper.study_name=s", *TINY,
+        VAE_TRAIN, "-m", "study=quick", "hydra.sweeper.study_name=s", *TINY_SWEEP,
         "trainer.epochs=300", "hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.name=none",
         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
     ]  # fmt: skip
