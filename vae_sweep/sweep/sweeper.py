@@ -6,6 +6,7 @@ server, the config of every choice and bound in the space) runs before the first
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -13,12 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
-from vae_sweep.config import MlflowTracking, parse_run_config
+from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
 from vae_sweep.errors import ConfigError, require
 from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.sweep.plan import SweepPlan
@@ -109,7 +111,7 @@ class OptunaSweeperImpl:
             sys.exit(1)
         return summaries
 
-    def prepare(self, arguments: list[str]):
+    def prepare(self, arguments: list[str]) -> tuple[SweepPlan, optuna.Study, bool]:
         settings = self.settings
         sweeps, fixed = split_arguments(arguments)
         study_params = OmegaConf.to_container(settings.params, resolve=False)
@@ -163,7 +165,7 @@ class OptunaSweeperImpl:
 
             enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
             parent = open_parent_run(tracking.uri, tracking.experiment, study, plan, created)
-            plan = SweepPlan(**{**plan.__dict__, "parent_run_id": parent})
+            plan = dataclasses.replace(plan, parent_run_id=parent)
             fail_stale_trials(study)
             closed = close_stale_runs(tracking_client(tracking.uri), study)
             if closed:
@@ -176,7 +178,7 @@ class OptunaSweeperImpl:
             name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         return name
 
-    def validate_configs(self, fixed: list[str], space: SearchSpace, n_directions: int):
+    def validate_configs(self, fixed: list[str], space: SearchSpace, n_directions: int) -> RunConfig:
         """Compose and validate the config for every choice and bound of the space, before training."""
         base = parse_run_config(self.task_config(fixed))
         objectives = base.objectives

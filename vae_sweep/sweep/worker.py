@@ -51,7 +51,10 @@ def outcome_of(job: JobReturn) -> Outcome:
             return Outcome(TrialState.PRUNED)
         return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
     value = job.return_value
-    values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+    try:
+        values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+    except (TypeError, ValueError):
+        return Outcome(TrialState.FAIL, reason=f"the task function returned {value!r}, not the objective value(s)")
     if not all(math.isfinite(v) for v in values):
         return Outcome(TrialState.FAIL, reason="nan_loss")
     return Outcome(TrialState.COMPLETE, values=values)
