@@ -120,3 +120,21 @@ def test_compare_page_lines_up_technique_tags_and_metrics(browser, mlflow_server
     for run in complete:
         assert run.data.tags["technique.optimizer"] in body
     screenshot(browser, "ui-compare-trials.png")
+
+
+def test_compare_and_reproduce_read_a_study_through_a_tracking_server(mlflow_server, finished_study, tmp_path):
+    """The reporting commands work against a tracking server as against the SQLite file."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    compare = subprocess.run(
+        ["vae-compare", finished_study.study_name, "--storage", finished_study.storage, "--format", "json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr
+    report = json.loads(compare.stdout)
+    assert report and finished_study.study_name in json.dumps(report)
+    reproduce = subprocess.run(
+        ["vae-reproduce", "--study", finished_study.study_name, "--best", "--no-track"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert reproduce.returncode == 0, reproduce.stderr
+    assert "Verdict: identical" in reproduce.stdout
