@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -269,7 +270,7 @@ def training_trials(cwd: Path) -> list:
         return []
     try:
         running = load_study(cwd).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    except KeyError:  # the study is not created yet
+    except (KeyError, sqlalchemy.exc.OperationalError):  # the sweep is still creating its tables or study
         return []
     return [t for t in running if "mlflow_run_id" in t.user_attrs]
 

@@ -19,7 +19,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState, create_trial
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from vae_sweep.errors import ConfigError
 
@@ -84,10 +84,10 @@ def make_storage(
         for attempt in range(1, SCHEMA_RACE_ATTEMPTS):
             try:
                 return serialize_sqlite_transactions(open_storage())
-            except (IntegrityError, ProgrammingError):
+            except (IntegrityError, OperationalError, ProgrammingError):
                 # Workers started together on an empty database all create Optuna's tables (on
-                # PostgreSQL also its enum types); the losers get "already exists". Once the
-                # winner is done, another try finds the tables.
+                # PostgreSQL also its enum types); the losers get "already exists" (an
+                # OperationalError on SQLite). Once the winner is done, another try finds them.
                 time.sleep(0.5 * attempt)
         return serialize_sqlite_transactions(open_storage())
     except Exception as error:  # SQLAlchemy and driver errors differ per database
