@@ -13,6 +13,8 @@ from omegaconf import DictConfig
 from vae_sweep.errors import ConfigError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
 from vae_sweep.metrics import EPOCH_METRICS, FINAL_METRICS
+from vae_sweep.tracking import flatten, without_passwords
+from vae_sweep.urls import masked
 
 TECHNIQUE_TAGS = {
     "technique.optimizer",
@@ -100,3 +102,25 @@ def test_diverged_run_is_failed_with_its_reason(tmp_path):
 def test_unreachable_tracking_server_is_a_clear_error_before_training():
     with pytest.raises(ConfigError, match=r"^tracking.uri: cannot reach the MLflow tracking server"):
         run_experiment(compose_run("http://127.0.0.1:9"))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://vae:secret@db:5432/optuna", "postgresql://vae:***@db:5432/optuna"),
+        ("postgresql+psycopg2://vae:s%40cret@db/optuna", "postgresql+psycopg2://vae:***@db/optuna"),
+        ("http://me:pw@mlflow:5000", "http://me:***@mlflow:5000"),
+        ("postgresql://vae@db/optuna", "postgresql://vae@db/optuna"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ],
+)
+def test_passwords_in_urls_are_masked(url, shown):
+    assert masked(url) == shown
+
+
+def test_a_tracking_password_never_reaches_params_or_config_yaml():
+    resolved = {"optimizer": {"lr": 0.1}, "tracking": {"uri": "http://me:pw@mlflow:5000", "experiment": "x"}}
+    logged = without_passwords(resolved)
+    assert "pw" not in str(flatten(logged)) and "pw" not in yaml.safe_dump(logged)
+    assert logged["optimizer"] == resolved["optimizer"]
+    assert resolved["tracking"]["uri"] == "http://me:pw@mlflow:5000"  # the run itself still uses it

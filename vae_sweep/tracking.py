@@ -27,6 +27,7 @@ from vae_sweep.images import image_grid
 from vae_sweep.metrics import FINAL_METRICS
 from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.train import TrainResult
+from vae_sweep.urls import masked
 
 PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
 VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
@@ -44,6 +45,15 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)
     return flat
+
+
+def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as logged: a password in ``tracking.uri`` never reaches params or config.yaml
+    (vae-reproduce replaces the URI with the store it reads from anyway)."""
+    tracking = resolved.get("tracking")
+    if not isinstance(tracking, Mapping) or "uri" not in tracking:
+        return dict(resolved)
+    return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
 
 
 def technique_tags(config: RunConfig) -> dict[str, str]:
@@ -131,6 +141,7 @@ class MlflowRun:
             run_name=run_name,
             tags=all_tags,
         )
+        resolved = without_passwords(resolved)
         params = [Param(key, value) for key, value in flatten(resolved).items()]
         for start in range(0, len(params), PARAMS_PER_BATCH):
             client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])

@@ -19,6 +19,7 @@ from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR
 from vae_sweep.tracking import PARAMS_PER_BATCH, experiment_id
+from vae_sweep.urls import masked
 
 STUDY_ROLE_TAG = "vae_sweep.role"
 WAIT_FOR_PARENT_S = 60
@@ -55,8 +56,6 @@ def open_parent_run(tracking_uri: str, experiment: str, study: optuna.Study, pla
 
 
 def study_settings(plan: SweepPlan) -> dict[str, object]:
-    from vae_sweep.sweep.study import masked
-
     settings: dict[str, object] = {
         "study_name": plan.study_name,
         "storage": masked(plan.storage_url),

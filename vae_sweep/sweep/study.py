@@ -22,18 +22,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from vae_sweep.errors import ConfigError
+from vae_sweep.urls import masked
 
 BUDGET_ATTR = "vae_sweep.n_trials"
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_RACE_ATTEMPTS = 5
-
-
-def masked(url: str) -> str:
-    """The URL with any password hidden: safe to print or log."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def enable_sqlite_wal(url: str) -> None:

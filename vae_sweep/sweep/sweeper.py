@@ -26,8 +26,9 @@ from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.results import save_plots, summarize, write_results
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
-from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, fail_stale_trials, masked, open_study
+from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, fail_stale_trials, open_study
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
+from vae_sweep.urls import masked
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
