@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -36,10 +37,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     n_train, epochs, repeats = QUICK if args.quick else FULL
+    load_before = os.getloadavg()[0]
     peak = matmul_peak_gflops(threads=args.threads)
     throughput, config = measure_throughput(n_train=n_train, epochs=epochs, threads=args.threads, repeats=repeats)
     results = Results(
         command=shlex.join(["python", "-m", "vae_sweep.bench", *(sys.argv[1:] if argv is None else argv)]),
+        load_before=load_before,
         repeats=repeats,
         throughput=throughput,
         flops_per_sample=training_flops_per_sample(config.model.build(config.data.side**2)),

@@ -19,6 +19,7 @@ PEAK_FRACTION_TARGET = 0.45  # achieved training GFLOP/s / sgemm GFLOP/s
 @dataclass
 class Results:
     command: str
+    load_before: float  # 1-minute load average when the run started: other work skews every number
     repeats: int
     throughput: ThroughputRun
     flops_per_sample: int
@@ -33,6 +34,7 @@ class Results:
         return {
             "command": self.command,
             "machine": machine(),
+            "load_average_before": self.load_before,
             "model": MODEL,
             "batch_size": BATCH_SIZE,
             "n_train": run.n_train,
@@ -84,7 +86,8 @@ def render(results: Results) -> str:
         results.command,
         "```",
         "",
-        f"- Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {run.threads} threads",
+        f"- Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {run.threads} threads;",
+        f"  1-minute load average at the start: {results.load_before:.2f} (other processes skew every number)",
         f"- Workload: model `{MODEL}` (784-400-20), batch {BATCH_SIZE}, Adam lr 1e-3, {run.n_train} synthetic",
         f"  MNIST-shaped training samples in [0, 1] (the same tensor on both sides), {run.epochs} epoch(s) per run,",
         f"  {results.repeats} interleaved repeat(s); samples/s counts training epochs only (no data generation or",

@@ -103,7 +103,11 @@ class OptunaSweeperImpl:
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=worker, config=self.config
         )
-        jobs = launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * plan.n_jobs, initial_job_idx=0)
+        try:
+            jobs = launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * plan.n_jobs, initial_job_idx=0)
+        except KeyboardInterrupt:
+            self.interrupted(plan)
+            sys.exit(130)  # the shell's code for Ctrl-C
         summaries = [job.return_value for job in jobs]
         try:
             self.report(plan, summaries)
@@ -219,6 +223,14 @@ class OptunaSweeperImpl:
             "hydra.sweeper.n_jobs",
             f"{n_jobs} parallel trials need a parallel launcher; add hydra/launcher=joblib",
         )
+
+    def interrupted(self, plan: SweepPlan) -> None:
+        """Ctrl-C: the study's parent run is KILLED (a rerun reopens it) and the user told how to go on."""
+        if plan.tracking_uri and plan.parent_run_id:
+            from vae_sweep.sweep.parent_run import tracking_client
+
+            tracking_client(plan.tracking_uri).set_terminated(plan.parent_run_id, "KILLED")
+        print(f"Interrupted: run the same command again to resume study {plan.study_name!r}", file=sys.stderr)
 
     def report(self, plan: SweepPlan, summaries: list[WorkerSummary]) -> None:
         storage = plan.storage()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus, run_job
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from vae_sweep.errors import TrainingPruned
@@ -75,6 +78,9 @@ class TrialWorker:
         from hydra.core.hydra_config import HydraConfig
 
         worker = int(HydraConfig.get().job.num)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a scheduler's SIGTERM acts like Ctrl-C
+                signal.signal(signum, interrupt)
         if self.plan.local_workers:
             limit_torch_threads(self.plan.n_jobs)
         storage = self.plan.storage()
@@ -86,12 +92,18 @@ class TrialWorker:
             if failure_rate_exceeded(study, self.plan.max_failure_rate):
                 summary.stopped_for_failures = True
                 break
+            if INTERRUPTED.is_set():  # the interrupt landed where Python could not raise it
+                raise KeyboardInterrupt("interrupted")
             claimed = claim_trial(storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number))
             if claimed is None:
                 break
             trial, trial_id = claimed
             with heartbeat(storage, trial_id):
-                outcome = self.run_trial(trial)
+                try:
+                    outcome = self.run_trial(trial)
+                except KeyboardInterrupt:  # Ctrl-C or SIGTERM: close the trial, queue its retry, stop
+                    fail_interrupted(study, storage, trial, trial_id)
+                    raise
             tell(study, trial, outcome)
             summary.trials[trial.number] = outcome.state.name
             self.after_trial(study, storage.get_trial(trial_id), outcome, time.monotonic() - started)
@@ -141,6 +153,26 @@ class TrialWorker:
                 client.set_tag(run_id, FAILURE_REASON_ATTR, outcome.reason[:5000])
         if self.plan.parent_run_id:
             record_progress(client, self.plan.parent_run_id, study)
+
+
+INTERRUPTED = threading.Event()
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Stop the running trial; the flag stops the worker even if Python swallows the exception
+    (it does when the signal lands in a finalizer), after the trial finishes cleanly."""
+    INTERRUPTED.set()
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def fail_interrupted(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, trial_id: int) -> None:
+    """An interrupted trial did not fail on its own: mark it FAIL ("interrupted") and enqueue a
+    retry with its parameters, as for a worker that died, so the next run picks it up."""
+    trial.set_user_attr(FAILURE_REASON_ATTR, "interrupted")
+    tell(study, trial, Outcome(TrialState.FAIL, reason="interrupted"))
+    retry = storage.get_heartbeat_stale_trial_callback()
+    if retry is not None:
+        retry(study, storage.get_trial(trial_id))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
