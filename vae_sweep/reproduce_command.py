@@ -15,25 +15,21 @@ Example:
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
 
 from vae_sweep.errors import ConfigError
+from vae_sweep.overrides import format_value
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 CONF_PACKAGE = "vae_sweep.conf"
 IDENTITY_KEYS = ("_target_", "name")  # set by the group choice itself
-
-_PARSER = OverridesParser.create()
 
 
 def train_command(config: Mapping[str, Any]) -> str:
@@ -97,49 +93,3 @@ def leaves(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def format_value(value: Any) -> str:
-    """Override text that Hydra parses (and OmegaConf resolves) back to exactly ``value``.
-
-    ``None`` is ``null``, lists ``[a,b]``, floats the shortest text that round-trips; strings
-    stay bare unless Hydra's grammar would read them as something else. A literal ``${`` is
-    escaped so it is not taken for an interpolation.
-    """
-    return _format(value, in_list=False)
-
-
-def _format(value: Any, *, in_list: bool) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)  # 1e-10, 0.1, inf, nan: all read back by Hydra's grammar
-    if isinstance(value, str):
-        return _format_string(value, in_list=in_list)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_format(item, in_list=True) for item in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{key}:{_format(item, in_list=True)}" for key, item in value.items()) + "}"
-    raise TypeError(f"config values are YAML data (null, bool, number, string, list, mapping), got {value!r}")
-
-
-def _format_string(value: str, *, in_list: bool) -> str:
-    text = value.replace("${", "\\${")  # OmegaConf reads \${ as a literal ${
-    if text and _reads_back(text, in_list=in_list):
-        return text
-    # In a quoted value a backslash escapes only a quote or the backslashes before one (Hydra's grammar).
-    return "'" + re.sub(r"(\\*)('|$)", lambda match: match.group(1) * 2 + ("\\'" if match.group(2) else ""), text) + "'"
-
-
-def _reads_back(text: str, *, in_list: bool) -> bool:
-    """Hydra parses ``text`` (alone, or as a list item) to this very string."""
-    try:
-        override = _PARSER.parse_overrides([f"key=[{text}]" if in_list else f"key={text}"])[0]
-    except OverrideParseException:
-        return False
-    parsed = override.value()
-    if in_list:
-        return isinstance(parsed, list) and len(parsed) == 1 and parsed[0] == text and isinstance(parsed[0], str)
-    return not override.is_sweep_override() and isinstance(parsed, str) and parsed == text

@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
@@ -47,6 +46,7 @@ from optuna.distributions import (
 from optuna.trial import BaseTrial
 
 from vae_sweep.errors import ConfigError, require
+from vae_sweep.overrides import format_value
 
 Choice = str | int | float | bool
 Distribution = CategoricalDistribution | IntDistribution | FloatDistribution
@@ -108,7 +108,7 @@ class SearchSpace:
         unknown = sorted(set(values) - set(self.params))
         if unknown:
             raise ValueError(f"not parameters of this search space: {unknown}; it has {list(self.params)}")
-        sampled = [f"{name}={_format_value(values[name])}" for name in self.params if name in values]
+        sampled = [f"{name}={format_value(values[name], interpolate=True)}" for name in self.params if name in values]
         return [f"{name}={text}" for name, text in self.fixed.items()] + sampled
 
     def grid(self) -> dict[str, list[Any]]:
@@ -426,7 +426,7 @@ def _value_text(value: Any, *, key: str) -> str:
         key,
         f"must be an override string ({ALLOWED}) or a mapping of conditions, got {type(value).__name__} {value!r}",
     )
-    return _format_value(value)
+    return format_value(value, interpolate=True)
 
 
 def _parse(line: str, *, key: str) -> Override:
@@ -469,25 +469,3 @@ def _extremes(distribution: Distribution) -> list[Any]:
 def _decimal(number: float) -> Decimal:
     """The decimal a user wrote (``0.1``, not its binary approximation), as Optuna's own step checks do."""
     return Decimal(str(number))
-
-
-def _format_value(value: Any) -> str:
-    """Override text that Hydra parses back to exactly ``value``; strings are quoted only when they must be."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return repr(int(value))
-    if isinstance(value, float):
-        return repr(float(value))  # the shortest text that round-trips (1e-05, 0.1, inf), also for numpy floats
-    if not isinstance(value, str):
-        raise TypeError(f"search space values are str, int, float or bool, got {type(value).__name__} {value!r}")
-    try:
-        override = _PARSER.parse_overrides([f"key={value}"])[0]
-        if not override.is_sweep_override() and override.value() == value and isinstance(override.value(), str):
-            return value
-    except OverrideParseException:
-        pass
-    # In a quoted value a backslash escapes only a quote or the backslashes before one (Hydra's grammar).
-    return (
-        "'" + re.sub(r"(\\*)('|$)", lambda match: match.group(1) * 2 + ("\\'" if match.group(2) else ""), value) + "'"
-    )
