@@ -8,6 +8,7 @@ whose trial finishes or is pruned takes the next trial at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -133,6 +134,13 @@ class TrialWorker:
             trial.set_user_attr(FAILURE_REASON_ATTR, outcome.reason[:2000])
         return outcome
 
+    @functools.cached_property
+    def mlflow_client(self):  # -> MlflowClient, imported lazily
+        """One client (and one server check) per worker process, not one per trial."""
+        from vae_sweep.sweep.parent_run import tracking_client
+
+        return tracking_client(self.plan.tracking_uri)
+
     def after_trial(
         self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome, elapsed: float
     ) -> None:
@@ -143,9 +151,9 @@ class TrialWorker:
         log.info("trial %d %s: %s | best %s | %.1fs", number, outcome.state.name, value, best, elapsed)
         if self.plan.tracking_uri is None:
             return
-        from vae_sweep.sweep.parent_run import record_progress, tracking_client
+        from vae_sweep.sweep.parent_run import record_progress
 
-        client = tracking_client(self.plan.tracking_uri)
+        client = self.mlflow_client
         run_id = frozen.user_attrs.get(RUN_ID_ATTR)
         if run_id:
             client.set_tag(run_id, "optuna.trial_state", outcome.state.name)
