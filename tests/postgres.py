@@ -179,10 +179,16 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def new_database(server_url: str) -> str:
+    """The URL of a new, empty database on the server of ``server_url`` (any database's URL on it)."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    create_database(server_url, name)
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> str:
     """A new, empty database on the session's server: for tests whose processes must meet an
-    uninitialised storage (no tables yet), whatever other tests did before them."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    create_database(postgres_url, name)
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    uninitialised storage (no tables yet), whatever other tests did before them. A test that
+    needs more than one (say, a second one for an MLflow server) calls ``new_database(postgres_url)``."""
+    return new_database(postgres_url)

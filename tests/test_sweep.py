@@ -226,6 +226,10 @@ def test_multi_objective_study_reports_its_pareto_front(tmp_path):
         (["hydra.sweeper.sampler.name=annealing"], "hydra.sweeper.sampler.name: unknown sampler 'annealing'"),
         (["hydra.sweeper.direction=[minimize,minimize]"], "hydra.sweeper.direction: 2 direction(s)"),
         (["optimizer.lr=interval(0.1,0.01)"], "hydra.sweeper.params.optimizer.lr"),
+        (
+            ["tracking.uri=http://127.0.0.1:9"],
+            "tracking.uri: cannot reach the MLflow tracking server at http://127.0.0.1:9",
+        ),
     ],
 )
 def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_path, overrides, message):
@@ -234,6 +238,7 @@ def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_pat
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "optuna.db").exists()  # checked before the study exists
 
 
 def test_a_trial_whose_worker_died_is_failed_by_heartbeat_and_retried(tmp_path):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import sys
 
 import hydra
@@ -12,12 +14,42 @@ from omegaconf import DictConfig
 from vae_sweep.config import parse_objectives
 from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
+from vae_sweep.hydra_errors import config_file_error, frames_below, reraise
 
 log = logging.getLogger(__name__)
 
 
+def train_app() -> None:
+    """``vae-train``: the Hydra app below, with a config file that is not valid YAML (or not UTF-8
+    text) reported in one line naming the file (exit code 2) rather than in Hydra's full traceback.
+
+    Hydra prints a traceback for any error it meets before the job starts, unless it is one of
+    its own; with ``HYDRA_FULL_ERROR=1`` it raises instead, so these errors can be told apart.
+    Every other error goes back to Hydra's own report, unchanged.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for full tracebacks
+        train_task()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        train_task()
+    except Exception as error:
+        from hydra._internal.utils import run_and_report
+
+        message = config_file_error(error)
+        if message is not None:
+            print(f"vae-train: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+        del os.environ["HYDRA_FULL_ERROR"]
+        trimmed = error.with_traceback(frames_below(error.__traceback__, "run_and_report"))
+        run_and_report(functools.partial(reraise, trimmed))  # Hydra's own report of it, then exit code 1
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://vae_sweep.conf", config_name="config")
-def train_app(cfg: DictConfig) -> float | list[float]:
+def train_task(cfg: DictConfig) -> float | list[float]:
     """Train one VAE and return its objective metric(s), for any Hydra sweeper to minimise.
 
     A diverged run returns NaN (its MLflow run is FAILED with a reason) instead of raising,
@@ -35,6 +67,7 @@ def train_app(cfg: DictConfig) -> float | list[float]:
             callbacks=link.callbacks(objectives[0]) if link else (),
             tags=link.tags() if link else None,
             on_run_start=link.record_run if link else None,
+            require_tracking=link is None,  # a sweep checked its store at the start; a trial goes on without it
         )
     except (ConfigError, DataError) as error:
         if link is not None:

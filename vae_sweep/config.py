@@ -81,10 +81,16 @@ class MlflowTracking(TrackingSpec):
     run_name: str | None = None
     log_model: bool = True
     log_images: bool = True
+    # Epoch metrics are sent at most this often (and when the run ends): one database write per
+    # epoch would cost more than a short epoch itself.
+    flush_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         require(bool(self.uri), "uri", "must not be empty")
         require(bool(self.experiment), "experiment", "must not be empty")
+        require(
+            self.flush_seconds >= 0, "flush_seconds", f"must be >= 0 (0 sends every epoch), got {self.flush_seconds}"
+        )
 
 
 @register

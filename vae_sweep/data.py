@@ -156,6 +156,10 @@ class DataSpec:
     def load(self) -> DataSplits:
         raise NotImplementedError(f"{type(self).__name__} does not implement load()")
 
+    def check(self) -> None:
+        """Raise ``DataError`` now if ``load`` would: files missing (downloaded here when allowed),
+        corrupt or failing their checksum. Data made in memory has nothing to check."""
+
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.split_seed)
 
@@ -242,7 +246,11 @@ class IdxImages(DataSpec):
         root = self.root if self.root is not None else Path(os.environ.get("VAE_SWEEP_DATA", "data")) / self.name
         return Path(root).expanduser().resolve()
 
-    def load(self) -> DataSplits:
+    def check(self) -> None:
+        self._read_files()
+
+    def _read_files(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training (cut to ``limit``) and test images as uint8 ``(n, rows, cols)``, every file checked."""
         folder = self.folder
         _ensure_idx_files(folder, self.name, self.download, self.verify_checksum)
         checksums = CHECKSUMS[self.name] if self.verify_checksum else {}
@@ -259,6 +267,10 @@ class IdxImages(DataSpec):
             raise DataError(
                 f"{folder}: train images are {tuple(train_file.shape[1:])}, test {tuple(test_file.shape[1:])}"
             )
+        return train_file, test_file
+
+    def load(self) -> DataSplits:
+        train_file, test_file = self._read_files()
         generator = self._generator()
         order = torch.randperm(train_file.shape[0], generator=generator)
         pixels = _to_unit_rows(train_file)

@@ -1,11 +1,13 @@
 """Reaching an MLflow store before relying on it: a dead server fails at once (MLflow's client
-would retry for minutes), and a store that should exist is never created empty by a typo.
+would retry for minutes), a store that should exist is never created empty by a typo, and a
+store or folder that cannot be written is refused before anything is written anywhere.
 
 Kept free of torch so the reporting commands start fast.
 """
 
 from __future__ import annotations
 
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -46,3 +48,43 @@ def check_existing_store(uri: str, *, key: str = "--tracking-uri") -> None:
             "or pass --tracking-uri (or set MLFLOW_TRACKING_URI)",
         )
     check_reachable(uri, key=key)
+
+
+def unwritable_folder(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (made, with its parents, when missing); None if one can.
+
+    Tried for real rather than with ``os.access``: as root that ignores permission bits, and
+    it cannot tell an immutable folder or a read-only mount either.
+    """
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot create {error.filename or folder} ({error.strerror})"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        return f"cannot create files in {folder} ({error.strerror})"
+    return None
+
+
+def check_writable_sqlite(uri: str, *, key: str, store: str) -> None:
+    """A SQLite store (``store`` names it in the message) must be writable, and so must its folder,
+    where SQLite keeps its write-ahead log; other URLs are left to their server."""
+    path = sqlite_file(uri)
+    if path is None:
+        return
+    problem = unwritable_folder(path.parent)
+    if problem is None and path.is_dir():
+        problem = "it is a folder, not a database file"
+    elif problem is None and path.exists():
+        try:
+            with path.open("r+b"):
+                pass
+        except OSError as error:
+            problem = f"cannot open it for writing ({error.strerror})"
+    if problem:
+        raise ConfigError(key, f"cannot write the {store} {path}: {problem}")

@@ -10,6 +10,8 @@ fails before training with a message naming the full key.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -37,6 +39,12 @@ def allowed_targets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+@functools.cache
+def schema(cls: type) -> DictConfig:
+    """The typed OmegaConf schema of a spec class, built once (``merge`` copies it, never changes it)."""
+    return OmegaConf.structured(cls)
+
+
 def parse_spec(node: Mapping[str, Any] | DictConfig, group: str, base: type | None = None) -> Any:
     """Turn one config group's node into its validated spec object.
 
@@ -58,11 +66,30 @@ def parse_spec(node: Mapping[str, Any] | DictConfig, group: str, base: type | No
         if key not in fields:
             name = values.get("name", cls.__name__)
             raise ConfigError(f"{group}.{key}", f"unknown key for {name!r}; allowed keys: {', '.join(sorted(fields))}")
+    for key, example in list_fields(cls).items():  # OmegaConf's own words for these are about its node types
+        value = values.get(key, example)
+        if not isinstance(value, (list, tuple)):
+            listed = ",".join(map(str, example))
+            raise ConfigError(
+                f"{group}.{key}",
+                f"must be a list such as [{listed}] (on the command line: '{group}.{key}=[{listed}]'), got {value!r}",
+            )
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+        return OmegaConf.to_object(OmegaConf.merge(schema(cls), values))
     except ConfigError as error:
         raise error.within(group) from None
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or ""
         first_line = str(error).splitlines()[0]
         raise ConfigError(f"{group}.{key}" if key else group, first_line) from None
+
+
+@functools.cache
+def list_fields(cls: type) -> dict[str, list[Any]]:
+    """The list-valued fields of a spec class, with their default values (an example of the form)."""
+    hints = typing.get_type_hints(cls)
+    return {
+        field.name: field.default_factory()
+        for field in dataclasses.fields(cls)
+        if typing.get_origin(hints[field.name]) is list and field.default_factory is not dataclasses.MISSING
+    }

@@ -7,15 +7,18 @@ per epoch), so runs can be created in any process and linked to a parent run by 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import logging
 import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import requests
 import torch
 import yaml
 from mlflow.entities import Metric, Param, RunTag
@@ -29,7 +32,12 @@ from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.train import TrainResult
 from vae_sweep.urls import masked
 
-PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
+log = logging.getLogger(__name__)
+# What a store that cannot be reached raises: MLflow's own errors, HTTP errors after MLflow's
+# retries, and OS errors from a local store (disk full, folder gone).
+TRACKING_ERRORS = (MlflowException, requests.exceptions.RequestException, OSError)
+PARAMS_PER_BATCH = 100  # MLflow's limits for one log_batch call
+METRICS_PER_BATCH = 1000
 VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
 # Intra-op threads change float summation order: reproduce re-runs with the same count.
 THREADS_TAG = "runtime.torch_threads"
@@ -73,7 +81,9 @@ def technique_tags(config: RunConfig) -> dict[str, str]:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def environment_tags() -> dict[str, str]:
+    """Versions and commit: the same for every run of a process, so looked up once."""
     tags = {"version.python": platform.python_version()}
     for package in VERSIONED_PACKAGES:
         try:
@@ -97,6 +107,12 @@ def git_commit(folder: Path) -> str | None:
     return out.stdout.strip() or None
 
 
+@functools.lru_cache(maxsize=4)
+def client_for(uri: str) -> MlflowClient:
+    """One client per store and process: a sweep worker logs many runs to the same store."""
+    return MlflowClient(tracking_uri=uri)
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """Get or create the experiment; another process may create it at the same moment."""
     experiment = client.get_experiment_by_name(name)
@@ -112,12 +128,23 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 
 
 class MlflowRun:
-    """An open MLflow run that receives epoch metrics as a training callback."""
+    """An open MLflow run that receives epoch metrics as a training callback.
+
+    A store that fails mid-run (a tracking server going down) never stops the training: the
+    first failed call is logged as a warning, later calls are put off rather than each waiting
+    out MLflow's retries, and everything put off is tried once more when the run ends. What
+    still could not be logged then is named in one warning.
+    """
 
     def __init__(self, client: MlflowClient, run_id: str, spec: MlflowTracking) -> None:
         self.client = client
         self.run_id = run_id
         self.spec = spec
+        self.pending: list[Metric] = []  # epoch metrics not sent yet
+        self.last_flush = time.monotonic()
+        self.failure: str | None = None  # the store's error while it fails: calls are put off
+        self.warned = False
+        self.deferred: list[tuple[str, Callable[[], object]]] = []  # calls to try again at the end
 
     @classmethod
     def start(
@@ -130,7 +157,7 @@ class MlflowRun:
     ) -> MlflowRun:
         """Create the run with the full resolved config as params; ``tags`` may hold ``mlflow.parentRunId``."""
         check_reachable(spec.uri)
-        client = MlflowClient(tracking_uri=spec.uri)
+        client = client_for(spec.uri)
         threads = config.trainer.num_threads or torch.get_num_threads()
         all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}
         run_name = spec.run_name or f"{config.optimizer.name}-{config.model.activation.value}-{config.scheduler.name}"
@@ -141,42 +168,103 @@ class MlflowRun:
             run_name=run_name,
             tags=all_tags,
         )
+        this = cls(client, run.info.run_id, spec)
         resolved = without_passwords(resolved)
         params = [Param(key, value) for key, value in flatten(resolved).items()]
         for start in range(0, len(params), PARAMS_PER_BATCH):
-            client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])
-        this = cls(client, run.info.run_id, spec)
-        this.client.log_text(this.run_id, yaml.safe_dump(dict(resolved), sort_keys=False), "config.yaml")
+            batch = params[start : start + PARAMS_PER_BATCH]
+            this.send("params", functools.partial(client.log_batch, this.run_id, params=batch))
+        config_yaml = yaml.safe_dump(dict(resolved), sort_keys=False)
+        this.send("config.yaml", functools.partial(client.log_text, this.run_id, config_yaml, "config.yaml"))
         return this
+
+    def send(self, what: str, call: Callable[[], object], *, defer: bool = True) -> bool:
+        """Make one MLflow call; if the store fails, warn (once per run) and put the call off."""
+        if self.failure is None:
+            try:
+                call()
+                return True
+            except TRACKING_ERRORS as error:
+                self.failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                if not self.warned:  # once per run; at the end one more sums up what was lost
+                    self.warned = True
+                    log.warning(
+                        "MLflow store %s failed while logging %s of run %s (%s); training goes on, "
+                        "logging is tried again when the run ends",
+                        masked(self.spec.uri),
+                        what,
+                        self.run_id,
+                        self.failure,
+                    )
+        if defer:
+            self.deferred.append((what, call))
+        return False
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         self.log_metrics(metrics, step=epoch)
+        if self.failure is None and time.monotonic() - self.last_flush >= self.spec.flush_seconds:
+            self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Queue metrics with their wall-clock time; they reach the store at the next flush."""
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self.pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+
+    def flush(self) -> None:
+        """Send the queued metrics in ``log_batch`` calls of at most MLflow's 1000 entries; the
+        ones a failing store did not take stay queued."""
+        while self.pending:
+            batch = self.pending[:METRICS_PER_BATCH]
+            send_batch = functools.partial(self.client.log_batch, self.run_id, metrics=batch)
+            if not self.send("metrics", send_batch, defer=False):
+                break
+            del self.pending[: len(batch)]
+        self.last_flush = time.monotonic()
+
+    def end(self, status: str, tags: Mapping[str, str] | None = None) -> None:
+        """Try the calls a failing store put off once more (MLflow's client backs off between its
+        own attempts), send the queued metrics, close the run, and name in one warning whatever
+        still could not be logged."""
+        deferred, self.deferred = self.deferred, []
+        self.failure = None
+        for what, call in deferred:
+            self.send(what, call)
+        self.flush()
+        if tags:
+            run_tags = [RunTag(key, value) for key, value in tags.items()]
+            self.send("tags", lambda: self.client.log_batch(self.run_id, tags=run_tags))
+        self.send(f"the end of the run ({status})", lambda: self.client.set_terminated(self.run_id, status))
+        unlogged = [what for what, _ in self.deferred] + (
+            [f"{len(self.pending)} metric values"] if self.pending else []
+        )
+        if unlogged:
+            log.warning(
+                "could not log to MLflow store %s for run %s: %s (%s); the result itself is not lost",
+                masked(self.spec.uri),
+                self.run_id,
+                ", ".join(unlogged),
+                self.failure,
+            )
 
     def finish(self, result: TrainResult) -> None:
         """Final metrics, the model's state_dict and pictures; then the run is FINISHED."""
         self.log_metrics({name: result.metrics[name] for name in FINAL_METRICS}, step=len(result.history))
-        if self.spec.log_model:
-            with tempfile.TemporaryDirectory() as folder:
+        self.flush()
+        with tempfile.TemporaryDirectory() as folder:  # kept until the end: a put-off upload reads it
+            if self.spec.log_model:
                 path = Path(folder) / "state_dict.pt"
                 torch.save(result.model.state_dict(), path)
-                self.client.log_artifact(self.run_id, str(path), "model")
-        if self.spec.log_images:
-            pairs = image_grid([result.test_inputs, result.reconstructions], result.image_shape)
-            self.client.log_image(self.run_id, pairs, artifact_file="reconstructions.png")
-            samples = image_grid([result.prior_samples], result.image_shape)
-            self.client.log_image(self.run_id, samples, artifact_file="prior_samples.png")
-        self.client.set_terminated(self.run_id, "FINISHED")
+                self.send("model/state_dict.pt", lambda: self.client.log_artifact(self.run_id, str(path), "model"))
+            if self.spec.log_images:
+                pairs = image_grid([result.test_inputs, result.reconstructions], result.image_shape)
+                samples = image_grid([result.prior_samples], result.image_shape)
+                for name, image in (("reconstructions.png", pairs), ("prior_samples.png", samples)):
+                    self.send(name, functools.partial(self.client.log_image, self.run_id, image, artifact_file=name))
+            self.end("FINISHED")
 
     def prune(self, epoch: int) -> None:
         """A pruned run ends normally, its curves kept, marked with the epoch it stopped at."""
-        self.client.set_tag(self.run_id, "pruned_at_epoch", str(epoch))
-        self.client.set_terminated(self.run_id, "FINISHED")
+        self.end("FINISHED", {"pruned_at_epoch": str(epoch)})
 
     def fail(self, reason: str, detail: str = "", status: str = "FAILED") -> None:
-        tags = [RunTag("failure_reason", reason)] + ([RunTag("failure_detail", detail[:5000])] if detail else [])
-        self.client.log_batch(self.run_id, tags=tags)
-        self.client.set_terminated(self.run_id, status)
+        self.end(status, {"failure_reason": reason, **({"failure_detail": detail[:5000]} if detail else {})})

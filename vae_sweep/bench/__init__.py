@@ -1,9 +1,12 @@
-"""Performance benchmarks: ``python -m vae_sweep.bench`` measures the trainer against a plain
-PyTorch loop and against the machine's sgemm peak, and writes ``docs/performance.md``.
+"""Performance benchmarks: ``python -m vae_sweep.bench`` measures each thing side by side with a
+reference in the same run and writes ``docs/performance.md`` (and, with ``--json``, the raw numbers).
 
-The modules split the work by what each measures: ``baseline`` is the reference loop written
-the way pytorch/examples writes it, ``trainer`` times both loops on the same data,
-``flops`` holds the analytic FLOP count and the matmul peak, and ``report`` renders the page.
+One module per kind of measurement: ``baseline`` is the reference loop written the way
+pytorch/examples writes it and ``trainer`` times both loops on the same data (row 1); ``flops``
+holds the analytic FLOP count and the matmul peak (row 2); ``timed_sweep`` runs a real sweep with
+timers around its steps and ``overhead`` sets it against bare training (row 3); ``sweeps`` runs
+whole studies for parallel scaling, pruning and samplers (rows 4-6); ``scale`` measures time and
+memory as data and trial counts grow (row 7); ``report`` renders the page.
 """
 
 from vae_sweep.bench.flops import matmul_peak_gflops, training_flops_per_sample

@@ -1,4 +1,4 @@
-"""``python -m vae_sweep.bench [--quick] [--out docs/performance.md] [--json PATH] [--threads T]``."""
+"""``python -m vae_sweep.bench [--quick] [--rows 1,3] [--out docs/performance.md] [--json PATH] [--threads T]``."""
 
 from __future__ import annotations
 
@@ -12,32 +12,56 @@ from pathlib import Path
 import torch
 
 from vae_sweep.bench.flops import matmul_peak_gflops, training_flops_per_sample
+from vae_sweep.bench.overhead import VARIANTS, measure_overhead
 from vae_sweep.bench.report import Results, render
+from vae_sweep.bench.scale import data_scaling, long_sweep_rss
+from vae_sweep.bench.sweeps import FULL_SIZES, QUICK_SIZES, parallel_scaling, pruning, sampler_efficiency
 from vae_sweep.bench.trainer import measure_throughput
 
-# (training samples, epochs per run, repeats): full is MNIST's 60k; quick only checks that it all runs.
+# Rows 1-2: (training samples, epochs per run, repeats); full is MNIST's 60k, quick only checks that it all runs.
 FULL = (60_000, 2, 3)
 QUICK = (3_000, 1, 1)
+# Row 3: (trials per sweep, repeats, variants); row 7: trials of the long sweep.
+FULL_OVERHEAD = (11, 2, tuple(VARIANTS))
+QUICK_OVERHEAD = (3, 1, tuple(VARIANTS)[:1])
+LONG_SWEEP_TRIALS = {"full": 200, "quick": 3}
+# Digits trains faster, and with a steadier time, on one thread than on two here: the framework's
+# milliseconds stand out of the noise. (A sweep with n_jobs=2 gives each trial one thread too.)
+OVERHEAD_THREADS = 1
+ROWS = (1, 2, 3, 4, 5, 6, 7)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m vae_sweep.bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a few thousand samples, one repeat: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke run of every row")
+    parser.add_argument("--rows", default=",".join(map(str, ROWS)), help="rows to measure, e.g. 1,2 (default all)")
     parser.add_argument("--out", type=Path, default=Path("docs/performance.md"), help="the Markdown page to write")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     parser.add_argument(
-        "--threads", type=int, default=torch.get_num_threads(), help="torch threads for every measurement"
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch threads for the trainer rows (1, 2, 7); row 3 trains on 1, rows 4-6 as the sweeper sets",
     )
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    try:
+        args.rows = {int(row) for row in args.rows.split(",")}
+    except ValueError:
+        parser.error(f"--rows takes row numbers separated by commas, got {args.rows!r}")
+    if not args.rows <= set(ROWS):
+        parser.error(f"--rows: unknown row(s) {sorted(args.rows - set(ROWS))}; rows are {ROWS}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    mode = "quick" if args.quick else "full"
     n_train, epochs, repeats = QUICK if args.quick else FULL
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
     load_before = os.getloadavg()[0]
+    # Rows 1 and 2 share one measurement: the page always has them.
     peak = matmul_peak_gflops(threads=args.threads)
     throughput, config = measure_throughput(n_train=n_train, epochs=epochs, threads=args.threads, repeats=repeats)
     results = Results(
@@ -48,6 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         flops_per_sample=training_flops_per_sample(config.model.build(config.data.side**2)),
         peak_gflops=peak,
     )
+    if 3 in args.rows:
+        trials, overhead_repeats, variants = QUICK_OVERHEAD if args.quick else FULL_OVERHEAD
+        results.overhead = measure_overhead(
+            trials=trials, threads=OVERHEAD_THREADS, repeats=overhead_repeats, variants=variants
+        )
+    if 4 in args.rows:
+        results.scaling = parallel_scaling(sizes)
+    if 5 in args.rows:
+        results.pruning = pruning(sizes)
+    if 6 in args.rows:
+        results.samplers = sampler_efficiency(sizes)
+    if 7 in args.rows:
+        results.data_scaling = data_scaling(mode, args.threads)
+        results.long_sweep_rss_mb = long_sweep_rss(LONG_SWEEP_TRIALS[mode])
     page = render(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR
-from vae_sweep.tracking import PARAMS_PER_BATCH, experiment_id
+from vae_sweep.tracking import PARAMS_PER_BATCH, client_for, experiment_id
 from vae_sweep.urls import masked
 
 STUDY_ROLE_TAG = "vae_sweep.role"
@@ -80,7 +80,7 @@ def study_settings(plan: SweepPlan) -> dict[str, object]:
 
 def tracking_client(uri: str) -> MlflowClient:
     check_reachable(uri)
-    return MlflowClient(tracking_uri=uri)
+    return client_for(uri)
 
 
 def record_progress(client: MlflowClient, parent_run_id: str, study: optuna.Study) -> None:

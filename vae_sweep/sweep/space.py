@@ -59,6 +59,10 @@ SEARCHED = (
 ALLOWED = f"{SEARCHED}, or a plain value for a fixed override"
 
 _PARSER = OverridesParser.create()
+# Optuna samples integers through floats, which stop telling integers apart beyond 2**53; the
+# same bound keeps a stepped float range's step count exact.
+EXACT_LIMIT = 2**53
+MAX_GRID_VALUES = 100_000  # values of one parameter the grid sampler may list
 
 
 @dataclass(frozen=True)
@@ -121,14 +125,20 @@ class SearchSpace:
                 f"the grid sampler needs every parameter in every trial, but {spec.name} depends on {spec.parent}; "
                 "make it unconditional or use another sampler",
             )
-            values = _enumerate(spec.distribution)
+            count = _count(spec.distribution)
             require(
-                values is not None,
+                count is not None,
                 spec.key,
                 f"{spec.distribution} has no finite set of values for the grid sampler; "
                 "use choice(...) or range(...), or another sampler",
             )
-            grid[spec.name] = values
+            require(
+                count <= MAX_GRID_VALUES,
+                spec.key,
+                f"{spec.distribution} has {count} values; the grid sampler tries every one, so keep it to "
+                f"{MAX_GRID_VALUES} or use another sampler",
+            )
+            grid[spec.name] = _enumerate(spec.distribution)
         return grid
 
     def corners(self) -> list[dict[str, Any]]:
@@ -250,11 +260,17 @@ def parse_distribution(name: str, text: str, *, key: str) -> Distribution | None
 
 
 def _categorical(choices: list[Any], *, text: str, key: str) -> CategoricalDistribution:
+    require(len(choices) > 0, key, f"{text!r} is an empty choice; list at least one value")
     for index, choice in enumerate(choices):
         require(
             isinstance(choice, Choice),
             key,
             f"choice values must be strings, numbers or booleans (what Optuna stores), got {choice!r} in {text!r}",
+        )
+        require(
+            not (isinstance(choice, float) and math.isnan(choice)),
+            key,
+            f"nan in {text!r} is not a value to search (it equals nothing, not even itself); remove it",
         )
         require(
             choice not in choices[:index],
@@ -266,6 +282,9 @@ def _categorical(choices: list[Any], *, text: str, key: str) -> CategoricalDistr
 
 def _range(start: float, stop: float, step: float, *, log: bool, text: str, key: str) -> Distribution:
     """Hydra's range stops before ``stop``, like Python's; Optuna's bounds are inclusive, so high is the last value."""
+    bounds = (start, stop, step)
+    require(not any(isinstance(v, bool) for v in bounds), key, f"{text!r} takes numbers, not true or false")
+    require(all(map(math.isfinite, bounds)), key, f"{text!r} needs finite numbers")
     require(step > 0, key, f"{text!r} needs a positive step (Optuna's distributions are ascending)")
     require(start < stop, key, f"{text!r} is empty: start must be below stop, which is excluded as in Python")
     count = ((_decimal(stop) - _decimal(start)) / _decimal(step)).to_integral_value(rounding=ROUND_CEILING)
@@ -274,8 +293,14 @@ def _range(start: float, stop: float, step: float, *, log: bool, text: str, key:
         require(start > 0, key, f"tag(log, ...) needs a positive start, got {text!r}")
     if all(isinstance(bound, int) for bound in (start, stop, step)):
         require(not log or step == 1, key, f"tag(log, range(...)) needs step 1 in Optuna, got {text!r}")
+        _require_exact_integers(start, int(last), text=text, key=key)
         return IntDistribution(start, int(last), step=step, log=log)
     require(not log, key, f"Optuna cannot combine log with a float step in {text!r}; use tag(log, interval(...))")
+    require(
+        count <= EXACT_LIMIT and math.isfinite(float(last) - float(start) + float(step)),  # Optuna pads by a step
+        key,
+        f"{text!r} has {count:.3g} steps, more than floats can count exactly; use interval(...) or a larger step",
+    )
     return FloatDistribution(float(start), float(last), step=float(step))
 
 
@@ -285,8 +310,19 @@ def _interval(low: float, high: float, *, log: bool, text: str, key: str) -> Dis
     require(low < high, key, f"{text!r} has low >= high; write interval(low, high) with low < high")
     require(not log or low > 0, key, f"tag(log, ...) needs low > 0, got {text!r}")
     if isinstance(low, int) and isinstance(high, int):
+        _require_exact_integers(low, high, text=text, key=key)
         return IntDistribution(low, high, log=log)
+    require(math.isfinite(high - low), key, f"{text!r} is wider than the largest float; narrow it")
     return FloatDistribution(low, high, log=log)
+
+
+def _require_exact_integers(low: int, high: int, *, text: str, key: str) -> None:
+    require(
+        low >= -EXACT_LIMIT and high <= EXACT_LIMIT,
+        key,
+        f"{text!r} reaches beyond +-2**53 ({EXACT_LIMIT}), where Optuna's sampling, which goes through floats, "
+        "cannot tell integers apart; narrow it",
+    )
 
 
 def _parse_conditional(
@@ -433,7 +469,8 @@ def _parse(line: str, *, key: str) -> Override:
     try:
         return _PARSER.parse_overrides([line])[0]  # wraps every grammar error in one exception
     except OverrideParseException as error:
-        raise ConfigError(key, f"{line!r} is not valid Hydra override grammar ({ALLOWED}): {error}") from None
+        reason = "; ".join(part.strip() for part in str(error).splitlines() if part.strip())  # one line
+        raise ConfigError(key, f"{line!r} is not valid Hydra override grammar ({ALLOWED}): {reason}") from None
 
 
 def _suggest(trial: BaseTrial, name: str, distribution: Distribution) -> Any:
@@ -446,6 +483,17 @@ def _suggest(trial: BaseTrial, name: str, distribution: Distribution) -> Any:
     return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
 
 
+def _count(distribution: BaseDistribution) -> int | None:
+    """How many values a finite distribution has; None for a continuous one."""
+    if isinstance(distribution, CategoricalDistribution):
+        return len(distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return (distribution.high - distribution.low) // distribution.step + 1
+    if distribution.step is None:
+        return None
+    return int((_decimal(distribution.high) - _decimal(distribution.low)) / _decimal(distribution.step)) + 1
+
+
 def _enumerate(distribution: BaseDistribution) -> list[Any] | None:
     """Every value of a finite distribution; None for a continuous one."""
     if isinstance(distribution, CategoricalDistribution):
@@ -455,8 +503,7 @@ def _enumerate(distribution: BaseDistribution) -> list[Any] | None:
     if distribution.step is None:
         return None
     low, step = _decimal(distribution.low), _decimal(distribution.step)
-    count = int((_decimal(distribution.high) - low) / step) + 1
-    return [float(low + index * step) for index in range(count)]  # decimal steps: 0.3, not 0.30000000000000004
+    return [float(low + index * step) for index in range(_count(distribution))]  # 0.3, not 0.30000000000000004
 
 
 def _extremes(distribution: Distribution) -> list[Any]:

@@ -1,13 +1,16 @@
 """The sweep itself: validate everything, open the study, run workers, report.
 
 Order matters: every check that can fail (search space, sampler, pruner, storage, tracking
-server, the config of every choice and bound in the space) runs before the first trial.
+server, the config of every choice and bound in the space, that the stores and the output
+folder can be written) runs before the first trial, and all but the storage's before anything
+is written to a store.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -21,10 +24,11 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
-from vae_sweep.errors import ConfigError, require
-from vae_sweep.mlflow_store import check_reachable
+from vae_sweep.errors import ConfigError, DataError, require
+from vae_sweep.mlflow_store import check_reachable, check_writable_sqlite, unwritable_folder
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.results import save_plots, summarize, write_results
+from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, fail_stale_trials, open_study
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
@@ -85,7 +89,7 @@ class OptunaSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[WorkerSummary]:
         try:
             plan, study, created = self.prepare(arguments)
-        except ConfigError as error:
+        except (ConfigError, DataError) as error:
             print(f"vae-train: error: {error}", file=sys.stderr)
             sys.exit(2)
         log.info(
@@ -118,6 +122,9 @@ class OptunaSweeperImpl:
 
     def prepare(self, arguments: list[str]) -> tuple[SweepPlan, optuna.Study, bool]:
         settings = self.settings
+        allowed = [f.name for f in dataclasses.fields(OptunaSweeperSettings)]
+        for key in settings:  # a typo added with + (hydra.sweeper.n_trial=3) would be ignored
+            require(key in allowed, f"hydra.sweeper.{key}", f"unknown sweeper setting; allowed: {', '.join(allowed)}")
         sweeps, fixed = split_arguments(arguments)
         study_params = OmegaConf.to_container(settings.params, resolve=False)
         space = parse_search_space(
@@ -133,6 +140,7 @@ class OptunaSweeperImpl:
         )
         base = self.validate_configs(fixed, space, len(directions))
         base.trainer.resolve_device()  # cuda asked for on a machine without one
+        base.data.check()  # missing or corrupt data files would fail every trial
         tracking = base.tracking
         if isinstance(tracking, MlflowTracking):
             check_reachable(tracking.uri)
@@ -157,18 +165,27 @@ class OptunaSweeperImpl:
             tracking_uri=tracking.uri if isinstance(tracking, MlflowTracking) else None,
         )
         self.check_launcher(plan.n_jobs)
+        # Unwritable stores or output folder: one message now, not a traceback once the study
+        # and its parent run exist (or, for the output folder, from inside the launcher).
+        check_writable_sqlite(plan.storage_url, key="hydra.sweeper.storage", store="Optuna storage")
+        if isinstance(tracking, MlflowTracking):
+            check_writable_sqlite(tracking.uri, key="tracking.uri", store="MLflow store")
+        check_output_folder(Path(str(self.config.hydra.sweep.dir)))
         n_trials = settings.n_trials
         if plan.sampler_name == "grid":
             n_trials = min(n_trials, grid_size(space))
-        storage = plan.storage()
-        study, created = open_study(plan.study_name, storage, directions, plan.sampler(), plan.pruner())
+        sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
+        study, created = open_study(plan.study_name, plan.storage(), directions, sampler, pruner)
         added = ensure_budget(study, n_trials, created=created)
         if added:
             log.info("Added %d trials to the budget of study %r", added, plan.study_name)
         if isinstance(tracking, MlflowTracking):
             from vae_sweep.sweep.parent_run import close_stale_runs, open_parent_run, tracking_client
 
-            enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
+            try:
+                enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
+            except sqlite3.Error as error:  # e.g. a file that is not a database
+                raise ConfigError("tracking.uri", f"cannot open the MLflow store {tracking.uri}: {error}") from None
             parent = open_parent_run(tracking.uri, tracking.experiment, study, plan, created)
             plan = dataclasses.replace(plan, parent_run_id=parent)
             fail_stale_trials(study)
@@ -241,10 +258,19 @@ class OptunaSweeperImpl:
         plots = save_plots(study, sweep_dir / "plots")
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
+            from vae_sweep.tracking import TRACKING_ERRORS
 
-            client = tracking_client(plan.tracking_uri)
-            close_stale_runs(client, study)
-            finish_parent_run(client, plan.parent_run_id, study, plots, results)
+            try:
+                client = tracking_client(plan.tracking_uri)
+                close_stale_runs(client, study)
+                finish_parent_run(client, plan.parent_run_id, study, plots, results)
+            except (ConfigError, *TRACKING_ERRORS) as error:  # the study and its results file are safe
+                log.warning(
+                    "could not put the results and plots onto the study's MLflow run %s (%s); they are in %s",
+                    plan.parent_run_id,
+                    error,
+                    results.parent,
+                )
         counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
         print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})")
         if "best_value" in summary:
@@ -264,6 +290,13 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+
+
+def check_output_folder(folder: Path) -> None:
+    """The sweep folder (trial folders, results, plots) must be writable; made here if missing."""
+    problem = unwritable_folder(folder)
+    if problem:
+        raise ConfigError("hydra.sweep.dir", f"cannot write the sweep's output folder {folder}: {problem}")
 
 
 def grid_size(space: SearchSpace) -> int:

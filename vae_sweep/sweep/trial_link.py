@@ -7,11 +7,13 @@ number is the trial number.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from optuna.storages import RDBStorage
 
 from vae_sweep.errors import TrainingPruned
 from vae_sweep.metrics import EPOCH_METRICS
@@ -71,6 +73,13 @@ class TrialLink:
         self.trial.set_user_attr(RUN_ID_ATTR, run_id)
 
 
+@functools.lru_cache(maxsize=4)
+def job_storage(url: str) -> RDBStorage:
+    """One storage (engine, connection pool, schema check) per process and URL: a worker runs
+    many trials, and opening a storage costs tens of milliseconds each time."""
+    return make_storage(url)
+
+
 def link_current_job() -> TrialLink | None:
     """The trial this Hydra job runs for, or None outside a sweep by our sweeper."""
     if not HydraConfig.initialized():
@@ -79,7 +88,7 @@ def link_current_job() -> TrialLink | None:
     sweeper = hydra_cfg.sweeper
     if hydra_cfg.mode != RunMode.MULTIRUN or sweeper.get("_target_") != SWEEPER_TARGET:
         return None
-    storage = make_storage(sweeper.storage)
+    storage = job_storage(sweeper.storage)
     multi_objective = not isinstance(sweeper.direction, str)
     pruner = make_pruner(sweeper.pruner.name, sweeper.pruner.options, multi_objective=multi_objective)
     # The sampler is irrelevant here: this handle only reports and asks the pruner.

@@ -9,6 +9,7 @@ whose trial finishes or is pruned takes the next trial at once.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 import os
@@ -24,13 +25,22 @@ from omegaconf import DictConfig, open_dict
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from vae_sweep.errors import TrainingPruned
+from vae_sweep.errors import ConfigError, TrainingPruned
+from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.study import claim_trial, fail_stale_trials, heartbeat
 from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, RUN_ID_ATTR
 
 log = logging.getLogger(__name__)
 MIN_TRIALS_FOR_FAILURE_RATE = 3
+# MLflow's client retries a call to a tracking server that went away for about 4 minutes; in a
+# sweep that would stall every trial. A few retries with backoff (about 10 s), then the trial
+# goes on and tries once more at its end (vae_sweep.tracking.MlflowRun).
+TRACKING_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 
 @dataclass
@@ -84,6 +94,9 @@ class TrialWorker:
                 signal.signal(signum, interrupt)
         if self.plan.local_workers:
             limit_torch_threads(self.plan.n_jobs)
+        preload(tracking=self.plan.tracking_uri is not None)
+        for variable, value in TRACKING_RETRIES.items():  # the user's own settings win
+            os.environ.setdefault(variable, value)
         storage = self.plan.storage()
         summary = WorkerSummary(worker)
         started = time.monotonic()
@@ -114,7 +127,7 @@ class TrialWorker:
         values = self.plan.space.sample(trial)
         overrides = [*self.plan.base_overrides, *self.plan.space.overrides(values)]
         try:
-            config = self.hydra_context.config_loader.load_sweep_config(self.master_config, overrides)
+            config = self.composer.compose(overrides)
         except Exception as error:  # a sampled combination Hydra cannot compose
             return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
         with open_dict(config):
@@ -135,6 +148,11 @@ class TrialWorker:
         return outcome
 
     @functools.cached_property
+    def composer(self) -> TrialComposer:
+        """Built in the worker's process, where it caches one composition per set of group choices."""
+        return TrialComposer(self.hydra_context.config_loader, self.master_config)
+
+    @functools.cached_property
     def mlflow_client(self):  # -> MlflowClient, imported lazily
         """One client (and one server check) per worker process, not one per trial."""
         from vae_sweep.sweep.parent_run import tracking_client
@@ -151,14 +169,25 @@ class TrialWorker:
         log.info("trial %d %s: %s | best %s | %.1fs", number, outcome.state.name, value, best, elapsed)
         if self.plan.tracking_uri is None:
             return
+        from vae_sweep.tracking import TRACKING_ERRORS
+
+        try:
+            self.record_in_mlflow(study, frozen, outcome)
+        except (ConfigError, *TRACKING_ERRORS) as error:  # the trial itself is safe in Optuna
+            log.warning("could not record trial %d's state and the study's progress in MLflow: %s", number, error)
+
+    def record_in_mlflow(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
+        from mlflow.entities import RunTag
+
         from vae_sweep.sweep.parent_run import record_progress
 
         client = self.mlflow_client
         run_id = frozen.user_attrs.get(RUN_ID_ATTR)
         if run_id:
-            client.set_tag(run_id, "optuna.trial_state", outcome.state.name)
+            tags = [RunTag("optuna.trial_state", outcome.state.name)]
             if outcome.reason:
-                client.set_tag(run_id, FAILURE_REASON_ATTR, outcome.reason[:5000])
+                tags.append(RunTag(FAILURE_REASON_ATTR, outcome.reason[:5000]))
+            client.log_batch(run_id, tags=tags)
         if self.plan.parent_run_id:
             record_progress(client, self.plan.parent_run_id, study)
 
@@ -207,6 +236,18 @@ def failure_rate_exceeded(study: optuna.Study, max_rate: float) -> bool:
         return False
     failed = sum(1 for t in finished if t.state is TrialState.FAIL)
     return failed / len(finished) > max_rate
+
+
+def preload(*, tracking: bool) -> None:
+    """Pay the process's one-time costs (seconds of imports) before claiming a trial, so that a
+    trial's duration, and a sweep's trials per hour, measure trials rather than the start-up."""
+    import torch
+
+    importlib.import_module("vae_sweep.experiment")  # the trainer, its models and data sets
+    # The first call imports the backends it configures (seconds); this one changes nothing.
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
+    if tracking:
+        importlib.import_module("vae_sweep.tracking")  # mlflow
 
 
 def limit_torch_threads(n_jobs: int) -> None:
