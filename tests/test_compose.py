@@ -55,7 +55,7 @@ def resolved_app_config(config: DictConfig) -> dict:
 def test_cached_composition_equals_hydras_for_every_trial(study: str) -> None:
     hydra, master = hydra_for(study)
     composer = TrialComposer(hydra.config_loader, master)
-    trials = trial_overrides(master, 12)
+    trials = trial_overrides(master, 8)
     for overrides in trials:
         ours = composer.compose(overrides)
         theirs = hydra.config_loader.load_sweep_config(master, overrides)

@@ -27,8 +27,8 @@ from vae_sweep.sweep.trial_link import RUN_ID_ATTR
 from vae_sweep.tracking import MlflowRun, client_for
 from vae_sweep.train import train
 
-EPOCHS = 12
-N_TRIALS = 8
+EPOCHS = 8
+N_TRIALS = 7
 TIMEOUT_S = 300
 # What a sweep says when its tracking server fails: in a trial's run, when a trial starts, after it.
 WARNINGS = ("failed while logging", "this trial trains without an MLflow run", "could not record trial")

@@ -246,7 +246,7 @@ def pruning_section(results: dict[str, list[SweepResult]]) -> list[str]:
     lines = [
         "## 5. Pruning: epochs trained and best value reached",
         "",
-        f"The `techniques` study as shipped (TPE, {baseline[0].trials} trials of 20 epochs, one worker), once per",
+        f"The `techniques` study as shipped (TPE, {baseline[0].trials} trials, one worker), once per",
         "pruner and sampler seed. Epochs are counted from each trial's MLflow curve, pruned and failed trials",
         "included. The median pruner is the study's (5 startup trials, 5 warm-up epochs); Hyperband runs with",
         "min_resource 2 and reduction_factor 3.",

@@ -84,6 +84,7 @@ class Sizes:
     scaling_trials: int
     scaling_epochs: int
     pruning_trials: int
+    pruning_epochs: int
     pruning_seeds: tuple[int, ...]
     sampler_trials: int
     sampler_epochs: int
@@ -96,6 +97,7 @@ FULL_SIZES = Sizes(
     scaling_trials=26,
     scaling_epochs=5,
     pruning_trials=30,
+    pruning_epochs=20,
     pruning_seeds=(0, 1),
     sampler_trials=20,
     sampler_epochs=10,
@@ -108,6 +110,7 @@ QUICK_SIZES = Sizes(
     scaling_trials=3,
     scaling_epochs=1,
     pruning_trials=2,
+    pruning_epochs=2,
     pruning_seeds=(0,),
     sampler_trials=2,
     sampler_epochs=1,
@@ -155,6 +158,7 @@ def pruning(sizes: Sizes) -> dict[str, list[SweepResult]]:
             run_sweep(
                 [
                     "study=techniques",
+                    f"trainer.epochs={sizes.pruning_epochs}",
                     f"hydra.sweeper.n_trials={sizes.pruning_trials}",
                     "hydra.sweeper.n_jobs=1",
                     f"hydra.sweeper.sampler.seed={seed}",
