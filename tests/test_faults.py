@@ -17,7 +17,6 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -92,12 +91,12 @@ def assert_trials_match_runs(trials: list[FrozenTrial], children: list) -> None:
 # --- 1. A worker killed mid-trial, PostgreSQL storage, MLflow tracking server ----------------
 
 N_WORKERS = 3
-# The killed trial is failed only by a survivor claiming a trial more than GRACE_S after its last
-# heartbeat, so the survivors need that much work left after the kill, which lands on the first
-# trial that trains: about N_TRIALS - 3 trials for two workers, several seconds even on a fast
-# machine (0.7 s a trial on a busy 2-core one).
-N_TRIALS = 20
-HEARTBEAT_S, GRACE_S = 1, 3
+# The workers share this machine, so a survivor fails the killed trial as soon as it next looks
+# (its owner's process is gone); the grace period is far longer than the test, so the heartbeat
+# cannot be what finds it. Even after the last slot is claimed the survivors wait for the
+# victim's trial, so no amount of work has to be left after the kill.
+N_TRIALS = 8
+HEARTBEAT_S, GRACE_S = 1, 600
 STUDY = "faults"
 
 
@@ -154,7 +153,7 @@ def kill_a_worker_mid_trial(
             storage.engine.dispose()
 
 
-def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_retried_and_closed_in_mlflow(
+def test_a_worker_killed_mid_trial_is_failed_at_once_retried_and_closed_in_mlflow(
     fresh_postgres_url: str, mlflow_server: str, tmp_path: Path
 ) -> None:
     storage_url = fresh_postgres_url
@@ -162,7 +161,7 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_retried_and_closed_in_
         VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.storage={storage_url}", f"hydra.sweeper.study_name={STUDY}",
         f"hydra.sweeper.n_trials={N_TRIALS}", f"tracking.uri={mlflow_server}", *TINY_SWEEP,
         "hydra.sweeper.pruner.name=none",
-        # A dead worker's trial is failed GRACE_S after its last heartbeat, then retried once.
+        # A dead worker's trial is retried once.
         f"hydra.sweeper.heartbeat_interval={HEARTBEAT_S}", f"hydra.sweeper.grace_period={GRACE_S}",
         "hydra.sweeper.max_retry=1",
     ]  # fmt: skip
@@ -179,7 +178,6 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_retried_and_closed_in_
                     )
                 )
         victim, killed = kill_a_worker_mid_trial(processes, cwds, storage_url, client)
-        killed_at = datetime.now()  # Optuna's datetimes are local and naive too
         deadline = time.monotonic() + TIMEOUT_S
         codes = [process.wait(timeout=max(1.0, deadline - time.monotonic())) for process in processes]
     finally:
@@ -189,18 +187,13 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_retried_and_closed_in_
     assert codes[victim] == -signal.SIGKILL
     assert [code for i, code in enumerate(codes) if i != victim] == [0] * (N_WORKERS - 1), logs
 
-    # Optuna: the killed trial failed by a survivor's heartbeat check (not by itself), and the
+    # Optuna: the killed trial failed by a survivor as worker_died (its process gone), and the
     # budget's N_TRIALS trials plus one retry of the killed trial under a new number.
     trials = optuna.load_study(study_name=STUDY, storage=storage_url).get_trials(deepcopy=False)
     by_number = {t.number: t for t in trials}
     dead = by_number[killed.number]
-    last_end = max(t.datetime_complete for t in trials if t.datetime_complete)
-    assert dead.state is TrialState.FAIL, (
-        f"trial {dead.number} is {dead.state.name}: the survivors ran out of trials "
-        f"{(last_end - killed_at).total_seconds():.1f} s after the kill, within the {GRACE_S} s grace period; "
-        f"raise N_TRIALS\n{logs}"
-    )
-    assert "failure_reason" not in dead.user_attrs
+    assert dead.state is TrialState.FAIL, logs
+    assert dead.user_attrs["failure_reason"] == "worker_died"
     assert sorted(by_number) == list(range(N_TRIALS + 1)), logs
     retries = [t for t in trials if RETRY_OF in t.system_attrs]
     assert [t.system_attrs[RETRY_OF] for t in retries] == [killed.number], logs

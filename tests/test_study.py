@@ -1,19 +1,28 @@
 """The study's budget under concurrency: workers in separate processes claim trials through a
-real SQLite storage, and no trial may be claimed twice."""
+real SQLite storage, and no trial may be claimed twice; processes that raise one study's budget
+at once (SQLite and PostgreSQL) add each missing slot once."""
 
 from __future__ import annotations
 
 import multiprocessing
 
 import optuna
+import pytest
 
+from vae_sweep.names import BUDGET_ATTR
+from vae_sweep.sweep.locks import study_lock
+from vae_sweep.sweep.owners import this_process
 from vae_sweep.sweep.study import claim_trial, ensure_budget, make_storage
+
+pytest_plugins = ["postgres"]
+RAISERS = 4
 
 
 def claim_all(url: str, queue) -> None:
     storage = make_storage(url)
     claimed = []
-    while claim := claim_trial(storage, "race", lambda _: optuna.load_study(study_name="race", storage=storage)):
+    study_for = lambda _: optuna.load_study(study_name="race", storage=storage)  # noqa: E731
+    while claim := claim_trial(storage, "race", study_for, this_process("race")):
         claimed.append(claim[0].number)
     queue.put(claimed)
 
@@ -21,7 +30,7 @@ def claim_all(url: str, queue) -> None:
 def test_four_processes_claim_every_slot_exactly_once_on_sqlite(tmp_path):
     url = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="race", storage=make_storage(url))
-    assert ensure_budget(study, 120, created=True) == 120
+    assert ensure_budget(study, 120) == 120
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     workers = [context.Process(target=claim_all, args=(url, queue)) for _ in range(4)]
@@ -35,10 +44,45 @@ def test_four_processes_claim_every_slot_exactly_once_on_sqlite(tmp_path):
     assert sum(1 for claimed in claims if claimed) >= 2  # the claims really raced
 
 
-def test_budget_is_topped_up_only_by_its_creator_or_a_larger_request(tmp_path):
+def test_the_budget_only_grows_and_a_half_added_one_is_completed(tmp_path):
     study = optuna.create_study(study_name="budget", storage=make_storage(f"sqlite:///{tmp_path}/optuna.db"))
-    assert ensure_budget(study, 3, created=True) == 3
-    assert ensure_budget(study, 3, created=False) == 0  # a second worker on the same command
-    assert ensure_budget(study, 2, created=False) == 0  # a smaller budget never removes trials
-    assert ensure_budget(study, 5, created=False) == 2  # raising n_trials adds the difference
+    assert ensure_budget(study, 3) == 3
+    assert ensure_budget(study, 3) == 0  # a second worker on the same command
+    assert ensure_budget(study, 2) == 0  # a smaller budget never removes trials
+    assert ensure_budget(study, 5) == 2  # raising n_trials adds the difference
     assert [t.state.name for t in study.trials] == ["WAITING"] * 5
+    study.set_user_attr(BUDGET_ATTR, 8)  # what a run killed while adding 3 more slots leaves
+    assert ensure_budget(study, 5) == 3  # the next run, even with the old n_trials, completes it
+    assert len(study.trials) == 8
+
+
+def raise_budget(url: str, n_trials: int, start, queue) -> None:
+    """What each `vae-train -m ... hydra.sweeper.n_trials=N` does to the budget when it starts."""
+    storage = make_storage(url)
+    study = optuna.load_study(study_name="grow", storage=storage)
+    start.wait()
+    with study_lock(storage, "grow"):
+        queue.put(ensure_budget(study, n_trials))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/optuna.db"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+def test_processes_raising_one_budget_at_once_add_each_slot_once(storage_url):
+    study = optuna.create_study(study_name="grow", storage=make_storage(storage_url))
+    assert ensure_budget(study, 2) == 2
+    context = multiprocessing.get_context("spawn")
+    queue, start = context.Queue(), context.Event()
+    raisers = [context.Process(target=raise_budget, args=(storage_url, 150, start, queue)) for _ in range(RAISERS)]
+    for raiser in raisers:
+        raiser.start()
+    start.set()  # all at once, once every process has loaded the study
+    added = sorted(queue.get(timeout=120) for _ in raisers)
+    for raiser in raisers:
+        raiser.join(timeout=60)
+    assert added == [0] * (RAISERS - 1) + [148]  # one process added the missing slots; the others found none
+    assert len(optuna.load_study(study_name="grow", storage=storage_url).trials) == 150

@@ -241,35 +241,6 @@ def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_pat
     assert not (tmp_path / "optuna.db").exists()  # checked before the study exists
 
 
-def test_a_trial_whose_worker_died_is_failed_by_heartbeat_and_retried(tmp_path):
-    args = [
-        VAE_TRAIN, "-m", "study=quick", "hydra.sweeper.study_name=s", *TINY_SWEEP,
-        "trainer.epochs=300", "hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.name=none",
-        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    worker = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not training_trials(tmp_path):
-            time.sleep(0.5)
-        assert training_trials(tmp_path), "the first trial never started training"
-    finally:
-        worker.kill()  # SIGKILL: no cleanup of any kind
-        worker.wait()
-    time.sleep(4)  # past the grace period
-    out = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    trials = load_study(tmp_path).trials
-    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
-    assert trials[1].system_attrs["failed_trial"] == 0  # the retry of trial 0, with its params
-    assert trials[1].params == trials[0].params
-    _, _, children = runs(tmp_path)
-    stale = next(r for r in children if r.data.tags["optuna.trial_number"] == "0")
-    assert stale.info.status == "FAILED"  # closed by the next sweep, not left RUNNING
-    assert stale.data.tags["failure_reason"] == "worker_died"
-
-
 def training_trials(cwd: Path) -> list:
     """RUNNING trials that have opened their MLflow run."""
     if not (cwd / "optuna.db").exists():

@@ -6,11 +6,14 @@ import functools
 import logging
 import math
 import os
+import signal
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from vae_sweep import interrupts
 from vae_sweep.config import parse_objectives
 from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
@@ -27,12 +30,20 @@ def train_app() -> None:
     its own; with ``HYDRA_FULL_ERROR=1`` it raises instead, so these errors can be told apart.
     Every other error goes back to Hydra's own report, unchanged.
     """
+    interrupts.install()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for full tracebacks
         train_task()
         return
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         train_task()
+        if interrupts.requested() is not None:  # came while the finished run was being recorded
+            name = signal.Signals(interrupts.requested()).name
+            print(f"vae-train: interrupted ({name}) after the run ended", file=sys.stderr)
+            sys.exit(interrupts.EXIT_CODE)
+    except KeyboardInterrupt as error:
+        print(f"vae-train: {interrupted_message(error)}", file=sys.stderr)
+        sys.exit(interrupts.EXIT_CODE)
     except Exception as error:
         from hydra._internal.utils import run_and_report
 
@@ -57,17 +68,24 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     missing data stop the process with one clear message and exit code 2; inside it they
     fail the trial (the sweeper records the reason) and the sweep goes on.
     """
+    from hydra.core.hydra_config import HydraConfig
+
     from vae_sweep.sweep.trial_link import link_current_job
 
     link = link_current_job()
+    checkpoint = Path(HydraConfig.get().runtime.output_dir) / "checkpoint.pt"
     try:
         objectives = parse_objectives(cfg.get("objective", "val_loss"))
+        if link is not None and cfg.trainer.get("checkpoint_every"):
+            link.record_checkpoint(checkpoint)
         result = run_experiment(
             cfg,
             callbacks=link.callbacks(objectives[0]) if link else (),
             tags=link.tags() if link else None,
             on_run_start=link.record_run if link else None,
             require_tracking=link is None,  # a sweep checked its store at the start; a trial goes on without it
+            checkpoint=checkpoint,
+            resume=link.resume_point() if link else None,
         )
     except (ConfigError, DataError) as error:
         if link is not None:
@@ -80,6 +98,14 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     values = [result.metrics[name] for name in objectives]
     log.info("%s", ", ".join(f"{name} = {value:.4f}" for name, value in zip(objectives, values, strict=True)))
     return values if len(values) > 1 else values[0]
+
+
+def interrupted_message(error: KeyboardInterrupt) -> str:
+    """``interrupted (SIGTERM): MLflow run <id> is KILLED``: one line for a stopped run."""
+    name = getattr(error, "signal_name", "SIGINT")
+    run_id = getattr(error, "run_id", None)
+    where = f": MLflow run {run_id} is KILLED (failure_reason=interrupted)" if run_id else " before training started"
+    return f"interrupted ({name}){where}"
 
 
 def compare_main() -> None:

@@ -43,6 +43,9 @@ class TrainerSpec:
     eval_every: int = 1  # validate every N epochs (and always after the last)
     iwae_samples: int = 64  # k of the test IWAE bound
     image_count: int = 8  # test reconstructions and prior samples drawn for the run's pictures
+    # Save a checkpoint every N epochs (0: never), so that a sweep trial whose worker died goes
+    # on from there in the same MLflow run when it is retried.
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
@@ -55,6 +58,11 @@ class TrainerSpec:
         require(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
         require(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")
         require(self.image_count >= 1, "image_count", f"must be >= 1, got {self.image_count}")
+        require(
+            self.checkpoint_every >= 0,
+            "checkpoint_every",
+            f"must be >= 0 (0 saves no checkpoints), got {self.checkpoint_every}",
+        )
 
     def resolve_device(self) -> torch.device:
         if self.device is Device.auto:

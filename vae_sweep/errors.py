@@ -46,3 +46,10 @@ class TrainingPruned(RuntimeError):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         super().__init__(f"pruned at epoch {epoch}")
+
+
+class TrialTakenOver(RuntimeError):
+    """Another process failed this run's trial (its worker looked dead: paused past the heartbeat's
+    grace period) and retries it; this run must stop and its result is not reported."""
+
+    reason = "worker_died"

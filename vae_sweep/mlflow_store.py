@@ -7,9 +7,11 @@ Kept free of torch so the reporting commands start fast.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -88,3 +90,61 @@ def check_writable_sqlite(uri: str, *, key: str, store: str) -> None:
             problem = f"cannot open it for writing ({error.strerror})"
     if problem:
         raise ConfigError(key, f"cannot write the {store} {path}: {problem}")
+
+
+def create_sqlite_atomically(path: Path, initialize: Callable[[str], object]) -> bool:
+    """Make a new SQLite store at ``path`` so that no process ever sees it half made.
+
+    ``initialize(url)`` builds the store (its tables and migrations, seconds for MLflow) in a
+    temporary file beside ``path``, which is then linked into place in one step. A process
+    killed meanwhile, or a full disk, leaves only its temporary file, which the next call
+    removes; two processes creating one store at once both end up using the first one's.
+    Returns False when ``path`` already exists.
+    """
+    path = path.resolve()
+    if path.exists():
+        return False
+    remove_abandoned_builds(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        initialize(f"sqlite:///{temporary}")
+        os.link(temporary, path)  # unlike a rename, never replaces a store another process just made
+    except FileExistsError:
+        return False
+    finally:
+        for leftover in (temporary, *(temporary.with_name(temporary.name + s) for s in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+    return True
+
+
+def remove_abandoned_builds(path: Path) -> None:
+    """Temporary files of ``create_sqlite_atomically`` whose process is gone (killed mid-build)."""
+    for leftover in path.parent.glob(f".{path.name}.*.new*"):
+        pid = leftover.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def prepare_mlflow_store(uri: str) -> None:
+    """A local SQLite MLflow store that does not exist yet is created whole (tables and every
+    migration) before any run touches it; other stores are left to MLflow."""
+    path = sqlite_file(uri)
+    if path is None or path.exists():
+        return
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    def initialize(url: str) -> None:
+        SqlAlchemyStore(url, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
+
+    create_sqlite_atomically(path, initialize)

@@ -346,6 +346,21 @@ class LRSchedule:
         elif self.main is not None and self.spec.interval is Interval.step:
             self.main.step()
 
+    def state_dict(self) -> dict:
+        """For checkpoints: where the warm-up and the main scheduler are."""
+        return {
+            "steps_done": self.steps_done,
+            "warmup": self.warmup.state_dict() if self.warmup is not None else None,
+            "main": self.main.state_dict() if self.main is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps_done = state["steps_done"]
+        if self.warmup is not None:
+            self.warmup.load_state_dict(state["warmup"])
+        if self.main is not None:
+            self.main.load_state_dict(state["main"])
+
     def after_epoch(self, val_loss: float | None) -> None:
         """``val_loss`` is None on epochs without evaluation; a plateau schedule then waits."""
         if self.main is None or self.spec.interval is not Interval.epoch or self.steps_done <= self.warmup_steps:

@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from vae_sweep.config import MlflowTracking, RunConfig
 from vae_sweep.images import image_grid
 from vae_sweep.metrics import FINAL_METRICS
-from vae_sweep.mlflow_store import check_reachable
+from vae_sweep.mlflow_store import check_reachable, prepare_mlflow_store
 from vae_sweep.train import TrainResult
 from vae_sweep.urls import masked
 
@@ -145,6 +145,7 @@ class MlflowRun:
         self.failure: str | None = None  # the store's error while it fails: calls are put off
         self.warned = False
         self.deferred: list[tuple[str, Callable[[], object]]] = []  # calls to try again at the end
+        self.logged_through = 0  # a resumed run: epochs up to here are in the store already
 
     @classmethod
     def start(
@@ -157,6 +158,7 @@ class MlflowRun:
     ) -> MlflowRun:
         """Create the run with the full resolved config as params; ``tags`` may hold ``mlflow.parentRunId``."""
         check_reachable(spec.uri)
+        prepare_mlflow_store(spec.uri)
         client = client_for(spec.uri)
         threads = config.trainer.num_threads or torch.get_num_threads()
         all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}
@@ -176,6 +178,25 @@ class MlflowRun:
             this.send("params", functools.partial(client.log_batch, this.run_id, params=batch))
         config_yaml = yaml.safe_dump(dict(resolved), sort_keys=False)
         this.send("config.yaml", functools.partial(client.log_text, this.run_id, config_yaml, "config.yaml"))
+        return this
+
+    @classmethod
+    def resume(cls, spec: MlflowTracking, run_id: str, *, tags: Mapping[str, str] | None = None) -> MlflowRun:
+        """Reopen a run whose trial's worker died, for its retry to go on from a checkpoint:
+        RUNNING again, the failure tags of the dead attempt removed, the retry's own tags set.
+        Its params and config.yaml are the ones it has."""
+        check_reachable(spec.uri)
+        client = client_for(spec.uri)
+        run = client.get_run(run_id)
+        client.update_run(run_id, status="RUNNING")
+        for key in ("failure_reason", "failure_detail"):
+            if key in run.data.tags:
+                client.delete_tag(run_id, key)
+        if tags:
+            client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+        this = cls(client, run_id, spec)
+        history = client.get_metric_history(run_id, "train_loss")
+        this.logged_through = max((m.step for m in history), default=0)
         return this
 
     def send(self, what: str, call: Callable[[], object], *, defer: bool = True) -> bool:
@@ -201,9 +222,24 @@ class MlflowRun:
         return False
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch <= self.logged_through:  # logged by the attempt this run resumes
+            return
         self.log_metrics(metrics, step=epoch)
         if self.failure is None and time.monotonic() - self.last_flush >= self.spec.flush_seconds:
             self.flush()
+
+    def on_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        """The checkpoint's epochs that the dead attempt had not sent yet."""
+        for step, metrics in enumerate(history, start=1):
+            if step > self.logged_through:
+                self.log_metrics(metrics, step=step)
+        self.logged_through = max(self.logged_through, epoch)
+
+    def on_checkpoint(self, epoch: int, path: Path) -> None:
+        """The epochs so far and the checkpoint itself reach the store: a retry on another
+        machine resumes from the artifact."""
+        self.flush()
+        self.send("checkpoint", lambda: self.client.log_artifact(self.run_id, str(path), "checkpoint"))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Queue metrics with their wall-clock time; they reach the store at the next flush."""

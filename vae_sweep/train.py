@@ -15,11 +15,13 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from vae_sweep.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from vae_sweep.config import RunConfig, TrainerSpec
 from vae_sweep.data import DataSplits
 from vae_sweep.errors import TrainingDiverged
@@ -33,6 +35,10 @@ EVAL_ROWS = 8192  # rows per evaluation chunk (examples x importance samples), b
 
 
 class EpochCallback(Protocol):
+    """What a callback must have; it may also have ``on_checkpoint(epoch, path)``, called after a
+    checkpoint was saved, and ``on_resume(epoch, history)``, called once when training goes on
+    from a checkpoint with the epochs' metrics up to it."""
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called after every epoch; raising stops training (a pruner does so)."""
 
@@ -68,8 +74,17 @@ def torch_settings(trainer: TrainerSpec) -> Iterator[None]:
         torch.set_num_threads(previous[1])
 
 
-def train(config: RunConfig, callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
-    """Train one VAE as ``config`` says; raises ``TrainingDiverged`` on a NaN/inf loss."""
+def train(
+    config: RunConfig,
+    callbacks: Sequence[EpochCallback] = (),
+    *,
+    checkpoint: Path | None = None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
+    """Train one VAE as ``config`` says; raises ``TrainingDiverged`` on a NaN/inf loss.
+
+    With ``checkpoint``, the state is saved there every ``trainer.checkpoint_every`` epochs;
+    with ``resume`` (loaded from such a file), training goes on after its epoch."""
     trainer = config.trainer
     device = trainer.resolve_device()
     with torch_settings(trainer):
@@ -82,8 +97,16 @@ def train(config: RunConfig, callbacks: Sequence[EpochCallback] = ()) -> TrainRe
         generator = torch.Generator(device=device).manual_seed(trainer.seed)
         history: list[dict[str, float]] = []
         train_time = 0.0
-        started = time.perf_counter()
-        for epoch in range(1, trainer.epochs + 1):
+        first_epoch = 1
+        if resume is not None:
+            resume.restore(model, optimizer, schedule, generator)
+            history, train_time, first_epoch = list(resume.history), resume.train_time, resume.epoch + 1
+            for callback in callbacks:
+                if hasattr(callback, "on_resume"):
+                    callback.on_resume(resume.epoch, history)
+        config_fingerprint = fingerprint(config)
+        started = time.perf_counter() - train_time
+        for epoch in range(first_epoch, trainer.epochs + 1):
             epoch_start = time.perf_counter()
             metrics = train_epoch(model, optimizer, schedule, config, data, batches, generator, epoch)
             train_time += time.perf_counter() - epoch_start
@@ -94,6 +117,21 @@ def train(config: RunConfig, callbacks: Sequence[EpochCallback] = ()) -> TrainRe
             history.append(metrics)
             for callback in callbacks:
                 callback.on_epoch_end(epoch, metrics)
+            if checkpoint is not None and checkpoint_due(trainer, epoch):
+                save_checkpoint(
+                    checkpoint,
+                    config_fingerprint=config_fingerprint,
+                    epoch=epoch,
+                    history=history,
+                    train_time=train_time,
+                    model=model,
+                    optimizer=optimizer,
+                    schedule=schedule,
+                    generator=generator,
+                )
+                for callback in callbacks:
+                    if hasattr(callback, "on_checkpoint"):
+                        callback.on_checkpoint(epoch, checkpoint)
         train_seconds = time.perf_counter() - started
         final = test_metrics(model, data.test, trainer.iwae_samples)
         check_finite(final, trainer.epochs)
@@ -106,6 +144,11 @@ def train(config: RunConfig, callbacks: Sequence[EpochCallback] = ()) -> TrainRe
             image_shape=data.image_shape,
             **pictures(model, data.test, trainer.image_count),
         )
+
+
+def checkpoint_due(trainer: TrainerSpec, epoch: int) -> bool:
+    """Every ``checkpoint_every`` epochs, but not after the last: the finished run is the result."""
+    return bool(trainer.checkpoint_every) and epoch % trainer.checkpoint_every == 0 and epoch < trainer.epochs
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:

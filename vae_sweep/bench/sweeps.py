@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from mlflow.tracking import MlflowClient
 
-from vae_sweep.sweep.trial_link import RUN_ID_ATTR
+from vae_sweep.names import RUN_ID_ATTR
 
 APP = "from vae_sweep.cli import train_app; train_app()"
 

@@ -2,57 +2,70 @@
 
 Child runs point to it with the ``mlflow.parentRunId`` tag, which works across processes and
 machines (unlike ``nested=True``). Its id is stored on the study, so a resumed sweep and
-every distributed worker find the same parent.
+every distributed worker find the same parent; the run is also tagged with the study's uid, so
+a process killed between creating it and recording its id leaves a run the next one finds.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import optuna
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vae_sweep.mlflow_store import check_reachable
+from vae_sweep.names import (
+    FAILURE_REASON_ATTR,
+    INTERRUPTED,
+    PARENT_RUN_ATTR,
+    RUN_ID_ATTR,
+    STUDY_NAME_TAG,
+    STUDY_ROLE_TAG,
+    STUDY_UID_ATTR,
+    TRIAL_STATE_TAG,
+    WORKER_DIED,
+)
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR
 from vae_sweep.tracking import PARAMS_PER_BATCH, client_for, experiment_id
 from vae_sweep.urls import masked
 
-STUDY_ROLE_TAG = "vae_sweep.role"
-WAIT_FOR_PARENT_S = 60
 
+def open_parent_run(tracking_uri: str, experiment: str, study: optuna.Study, plan: SweepPlan) -> str:
+    """The study's parent run id: reopened when the study has one, else created and recorded.
 
-def open_parent_run(tracking_uri: str, experiment: str, study: optuna.Study, plan: SweepPlan, created: bool) -> str:
-    """The study's parent run id: reopened when the study has one, else created.
-
-    A worker that did not create the study waits for the creator to record the parent, so
-    distributed workers never open a second one.
+    Call it under ``study_lock``: then exactly one process creates the parent of a study.
     """
-    deadline = time.monotonic() + (0 if created else WAIT_FOR_PARENT_S)
-    while True:
-        run_id = optuna.load_study(study_name=study.study_name, storage=plan.storage()).user_attrs.get(PARENT_RUN_ATTR)
-        if run_id or time.monotonic() >= deadline:
-            break
-        time.sleep(1)
-    # Only now: a new store (SQLite file, empty database) is initialised by the creator alone;
-    # MLflow's table creation and migrations are not safe to run from several processes at once.
     client = tracking_client(tracking_uri)
+    run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if run_id:
         client.update_run(run_id, status="RUNNING")
         return run_id
-    run = client.create_run(
-        experiment_id(client, experiment),
-        run_name=study.study_name,
-        tags={STUDY_ROLE_TAG: "study", "optuna.study_name": study.study_name},
-    )
+    uid = study.user_attrs.get(STUDY_UID_ATTR)
+    if uid is None:
+        uid = uuid.uuid4().hex
+        study.set_user_attr(STUDY_UID_ATTR, uid)
+    experiment_ids = [experiment_id(client, experiment)]
+    found = client.search_runs(experiment_ids, f"tags.`{STUDY_UID_ATTR}` = '{uid}'", max_results=1)
+    if found:  # made by a process killed before it recorded the id
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        tags = {STUDY_ROLE_TAG: "study", STUDY_NAME_TAG: study.study_name, STUDY_UID_ATTR: uid}
+        run_id = client.create_run(experiment_ids[0], run_name=study.study_name, tags=tags).info.run_id
     params = [Param(key, str(value)) for key, value in study_settings(plan).items()]
     for start in range(0, len(params), PARAMS_PER_BATCH):
-        client.log_batch(run.info.run_id, params=params[start : start + PARAMS_PER_BATCH])
-    study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-    return run.info.run_id
+        try:
+            client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH])
+        except MlflowException:  # a found run may hold them already, from another command line
+            if not found:
+                raise
+    study.set_user_attr(PARENT_RUN_ATTR, run_id)
+    return run_id
 
 
 def study_settings(plan: SweepPlan) -> dict[str, object]:
@@ -123,17 +136,30 @@ def finish_parent_run(
         client.set_terminated(parent_run_id, "FINISHED")
 
 
-def close_stale_runs(client: MlflowClient, study: optuna.Study) -> int:
-    """Close the MLflow runs of trials whose worker died: Optuna failed them for a silent
-    heartbeat (they have no failure reason of their own), but their runs are still RUNNING."""
+def close_stale_runs(client: MlflowClient, study: optuna.Study, parent_run_id: str) -> int:
+    """Close the MLflow runs still RUNNING for trials that are over: a worker that died (its
+    trial failed by the heartbeat, without a reason of its own, or as ``worker_died``), or an
+    interrupt whose clean-up was cut short. A run that a retry went on with from a checkpoint
+    belongs to that retry and is left alone."""
+    parent = client.get_run(parent_run_id)
+    running = client.search_runs(
+        [parent.info.experiment_id],
+        f"attributes.status = 'RUNNING' AND tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        max_results=10000,
+    )
+    if not running:
+        return 0
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs.get(RUN_ID_ATTR) for t in trials if t.state is not optuna.trial.TrialState.FAIL}
+    failed = {t.user_attrs.get(RUN_ID_ATTR): t for t in trials if t.state is optuna.trial.TrialState.FAIL}
     closed = 0
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if not run_id or FAILURE_REASON_ATTR in trial.user_attrs:
+    for run in running:
+        trial = failed.get(run.info.run_id)
+        if trial is None or run.info.run_id in continued:
             continue
-        if client.get_run(run_id).info.status == "RUNNING":
-            tags = [RunTag(FAILURE_REASON_ATTR, "worker_died"), RunTag("optuna.trial_state", "FAIL")]
-            client.log_batch(run_id, tags=tags)
-            client.set_terminated(run_id, "FAILED")
-            closed += 1
+        reason = trial.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED)
+        tags = [RunTag(FAILURE_REASON_ATTR, reason[:5000]), RunTag(TRIAL_STATE_TAG, "FAIL")]
+        client.log_batch(run.info.run_id, tags=tags)
+        client.set_terminated(run.info.run_id, "KILLED" if reason == INTERRUPTED else "FAILED")
+        closed += 1
     return closed

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.storages import RDBStorage
 
+from vae_sweep.sweep.retry import RetryTrial
 from vae_sweep.sweep.samplers import SEQUENCE_SAMPLERS, make_pruner, make_sampler
 from vae_sweep.sweep.space import SearchSpace
 from vae_sweep.sweep.study import make_storage
@@ -36,6 +37,15 @@ class SweepPlan:
     max_retry: int
     parent_run_id: str | None
     tracking_uri: str | None
+    launch_id: str = ""  # one per sweep command: its workers know each other by it
+    sweeper_pid: int = 0  # the process that runs the sweep; its local workers watch it
+
+    @property
+    def heartbeats(self) -> bool:
+        return bool(self.heartbeat_interval)
+
+    def retry(self) -> RetryTrial:
+        return RetryTrial(self.max_retry)
 
     @property
     def multi_objective(self) -> bool:

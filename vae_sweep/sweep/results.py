@@ -13,8 +13,8 @@ import optuna
 import yaml
 from optuna.visualization import matplotlib as optuna_plots
 
+from vae_sweep.names import RUN_ID_ATTR
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.trial_link import RUN_ID_ATTR
 
 log = logging.getLogger(__name__)
 

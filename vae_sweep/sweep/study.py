@@ -1,8 +1,11 @@
 """The Optuna study behind a sweep: storage, create-or-resume, the trial budget, claiming trials.
 
-The budget is held in the storage as WAITING trials ("slots"), created once by the process
-that creates the study. Workers on any machine claim slots atomically through the storage,
-so several processes sharing a study run exactly ``n_trials`` trials, without duplicates.
+The budget is held in the storage as WAITING trials ("slots"). The budget itself is recorded
+first, so a process killed while adding slots leaves a study that the next run completes, and
+setting it up happens under ``study_lock`` so that processes starting together add each slot
+once. Workers on any machine claim slots atomically through the storage and record themselves
+as the owner (``owners.py``), so several processes sharing a study run exactly ``n_trials``
+trials, without duplicates, and a trial whose worker died on this machine is retried at once.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from collections.abc import Callable, Iterator, Sequence
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import TrialState, create_trial
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState, create_trial
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from vae_sweep.errors import ConfigError
+from vae_sweep.mlflow_store import create_sqlite_atomically, sqlite_file
+from vae_sweep.names import BUDGET_ATTR, FAILURE_REASON_ATTR, RETRY_OF_ATTR, WORKER_DIED
+from vae_sweep.sweep.owners import OWNER_ATTR, Owner, is_gone
+from vae_sweep.sweep.retry import RetryTrial
 from vae_sweep.urls import masked
 
-BUDGET_ATTR = "vae_sweep.n_trials"
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_RACE_ATTEMPTS = 5
 
@@ -63,7 +69,7 @@ def make_storage(
     def open_storage() -> RDBStorage:
         with warnings.catch_warnings():  # heartbeats are marked experimental, though years old
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+            retry = RetryTrial(max_retry) if heartbeat_interval else None
             return RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
@@ -74,6 +80,9 @@ def make_storage(
 
     try:
         if backend == "sqlite":
+            path = sqlite_file(url)
+            if path is not None:  # a new file is made whole: a kill mid-way leaves no half-made schema
+                create_sqlite_atomically(path, lambda temporary: RDBStorage(temporary).engine.dispose())
             enable_sqlite_wal(url)
         for attempt in range(1, SCHEMA_RACE_ATTEMPTS):
             try:
@@ -132,44 +141,50 @@ def open_study(
 
 
 def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
-    """A copy of a failed trial enqueued by RetryHeartbeatStaleTrialCallback: it does not use up budget."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) is not None
+    """A copy of a failed trial enqueued by ``RetryTrial``: it does not use up budget."""
+    return RETRY_OF_ATTR in trial.system_attrs
 
 
-def ensure_budget(study: optuna.Study, n_trials: int, *, created: bool) -> int:
-    """Add WAITING slots so the study holds ``n_trials`` original trials; returns how many.
+def ensure_budget(study: optuna.Study, n_trials: int) -> int:
+    """Add WAITING slots so the study holds its budget of original trials; returns how many.
 
-    Only the creator of a study, or a run that raises the recorded budget, adds slots: a
-    second worker starting at the same moment must not count a half-filled budget.
+    The budget is the largest ``n_trials`` any run asked for. It is recorded before the slots
+    are added, so a run killed half-way is completed by the next one. Call it under
+    ``study_lock``: two processes counting the same missing slots would both add them.
     """
     recorded = study.user_attrs.get(BUDGET_ATTR)
-    if not created and (recorded is None or n_trials <= recorded):
-        return 0
+    budget = max(n_trials, recorded or 0)
+    if budget != recorded:
+        study.set_user_attr(BUDGET_ATTR, budget)
     originals = sum(1 for trial in study.get_trials(deepcopy=False) if not is_retry(trial))
-    missing = max(0, n_trials - originals)
+    missing = max(0, budget - originals)
     for _ in range(missing):
         study.add_trial(create_trial(state=TrialState.WAITING))
-    study.set_user_attr(BUDGET_ATTR, max(n_trials, recorded or 0))
     return missing
 
 
 def claim_trial(
-    storage: RDBStorage, study_name: str, study_for: Callable[[int], optuna.Study]
+    storage: RDBStorage, study_name: str, study_for: Callable[[int], optuna.Study], owner: Owner | None
 ) -> tuple[optuna.Trial, int] | None:
     """Atomically take one WAITING trial (a slot or a retry) and return it with its storage id;
     None when none is left.
 
     Unlike ``study.ask()``, this never creates a trial beyond the budget. ``study_for(number)``
     loads the study afresh (its sampler must see every finished trial) with the sampler for
-    that trial number.
+    that trial number. The heartbeat is recorded before the claim and the owner right after it,
+    so a worker killed at any moment leaves a trial that is found stale: by its dead owner at
+    once, or by its heartbeat after the grace period.
     """
     study_id = storage.get_study_id_from_name(study_name)
+    heartbeats = storage.get_heartbeat_interval() is not None
     for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, waiting.number)
         try:
+            if heartbeats:
+                storage.record_heartbeat(trial_id)
             if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                if owner is not None:
+                    storage.set_trial_user_attr(trial_id, OWNER_ATTR, owner.as_attr())
                 study = study_for(waiting.number)
                 # Optuna wraps an RDB storage in a cache that can only write to trials it has
                 # read: read them all (every sampler wants them anyway) before the trial starts.
@@ -180,8 +195,35 @@ def claim_trial(
     return None
 
 
+def owner_of(trial: FrozenTrial) -> Owner | None:
+    return Owner.from_attr(trial.user_attrs.get(OWNER_ATTR))
+
+
+def fail_dead_trials(study: optuna.Study, storage: RDBStorage, retry: RetryTrial) -> list[int]:
+    """FAIL (``worker_died``) every RUNNING trial whose owner on this machine no longer exists,
+    and queue its retry; returns their numbers. Another process may fail the same trial at the
+    same moment: only the one whose update wins queues the retry."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    failed = []
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = owner_of(trial)
+        if owner is None or not is_gone(owner):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            storage.set_trial_user_attr(trial_id, FAILURE_REASON_ATTR, WORKER_DIED)
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        retry(study, storage.get_trial(trial_id))
+        failed.append(trial.number)
+    return failed
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
-    """Mark RUNNING trials with a silent heartbeat FAIL; the storage's callback enqueues retries."""
+    """Mark RUNNING trials with a silent heartbeat FAIL; the storage's callback enqueues retries
+    (``RetryTrial``). Optuna gives them no failure reason: their MLflow runs get ``worker_died``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

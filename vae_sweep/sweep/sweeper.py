@@ -8,10 +8,14 @@ is written to a store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import signal
 import sqlite3
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,17 +24,29 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
+from optuna.trial import TrialState
 
+from vae_sweep import interrupts
 from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
 from vae_sweep.errors import ConfigError, DataError, require
-from vae_sweep.mlflow_store import check_reachable, check_writable_sqlite, unwritable_folder
+from vae_sweep.mlflow_store import check_reachable, check_writable_sqlite, prepare_mlflow_store, unwritable_folder
+from vae_sweep.sweep.locks import study_lock
+from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.results import save_plots, summarize, write_results
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
-from vae_sweep.sweep.study import enable_sqlite_wal, ensure_budget, fail_stale_trials, open_study
+from vae_sweep.sweep.study import (
+    enable_sqlite_wal,
+    ensure_budget,
+    fail_dead_trials,
+    fail_stale_trials,
+    open_study,
+    owner_of,
+)
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
 from vae_sweep.urls import masked
 
@@ -87,11 +103,15 @@ class OptunaSweeperImpl:
         self.config = config
 
     def sweep(self, arguments: list[str]) -> list[WorkerSummary]:
+        interrupts.install()
         try:
             plan, study, created = self.prepare(arguments)
         except (ConfigError, DataError) as error:
             print(f"vae-train: error: {error}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
+            print("Interrupted: run the same command again to set the study up and start it", file=sys.stderr)
+            sys.exit(interrupts.EXIT_CODE)
         log.info(
             "Study %r in %s: %d trials, %d at a time%s",
             plan.study_name,
@@ -100,25 +120,70 @@ class OptunaSweeperImpl:
             plan.n_jobs,
             "" if created else " (resumed)",
         )
-        worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function)
+        with interrupts.shielded():
+            try:
+                summaries = self.run_workers(plan)
+                if interrupts.requested() is not None or any(s.interrupted for s in summaries):
+                    self.interrupted(plan)
+                    sys.exit(interrupts.EXIT_CODE)
+                self.report(plan, summaries)
+            except SweepFailed as error:
+                print(f"vae-train: error: {error}", file=sys.stderr)
+                sys.exit(1)
+        return summaries
+
+    def run_workers(self, plan: SweepPlan) -> list[WorkerSummary]:
+        """Launch the workers, and again while trials are left that workers which died (a worker
+        process killed by the OOM killer ends the whole joblib pool) did not finish: each launch
+        must make progress, else the sweep stops with one line. Signals reach every local
+        worker: a terminal's Ctrl-C reaches them itself, a SIGTERM to this process is passed on."""
+        summaries: list[WorkerSummary] = []
+        storage = plan.storage()
+        n_workers = plan.n_jobs
+        while True:
+            before = finished_count(plan.load_study(storage))
+            error = None
+            try:
+                with interrupts.listening(forward_to_children):
+                    jobs = self.launch(plan, n_workers, first_job=len(summaries))
+            except Exception as launch_error:  # joblib's TerminatedWorkerError, a launcher's own failure
+                error = launch_error
+                jobs = []
+            for job in jobs:
+                if job.status is JobStatus.COMPLETED:
+                    summaries.append(job.return_value)
+                else:
+                    error = job._return_value  # .return_value would re-raise it
+            if interrupts.requested() is not None or any(s.interrupted for s in summaries):
+                return summaries
+            study = plan.load_study(storage)
+            fail_stale_trials(study)
+            died = fail_dead_trials(study, storage, plan.retry())
+            if error is not None:
+                log.warning(
+                    "a worker ended unexpectedly (%s)%s",
+                    first_line(error),
+                    f"; trial(s) {', '.join(map(str, died))} failed as worker_died and retried" if died else "",
+                )
+            if any(s.stopped_for_failures for s in summaries):
+                return summaries
+            left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            if not left:
+                return summaries
+            if error is not None and finished_count(study) == before and not died:
+                raise SweepFailed(f"workers failed without finishing any trial ({first_line(error)}); {left} left")
+            n_workers = min(plan.n_jobs, left)
+            log.info("starting %d worker(s) again for the %d trial(s) left", n_workers, left)
+
+    def launch(self, plan: SweepPlan, n_workers: int, *, first_job: int) -> Sequence[JobReturn]:
         with read_write(self.config.hydra.launcher):  # n_jobs is set once, as hydra.sweeper.n_jobs
             if "n_jobs" in self.config.hydra.launcher:
-                self.config.hydra.launcher.n_jobs = plan.n_jobs
+                self.config.hydra.launcher.n_jobs = n_workers
+        worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=worker, config=self.config
         )
-        try:
-            jobs = launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * plan.n_jobs, initial_job_idx=0)
-        except KeyboardInterrupt:
-            self.interrupted(plan)
-            sys.exit(130)  # the shell's code for Ctrl-C
-        summaries = [job.return_value for job in jobs]
-        try:
-            self.report(plan, summaries)
-        except SweepFailed as error:
-            print(f"vae-train: error: {error}", file=sys.stderr)
-            sys.exit(1)
-        return summaries
+        return launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * n_workers, initial_job_idx=first_job)
 
     def prepare(self, arguments: list[str]) -> tuple[SweepPlan, optuna.Study, bool]:
         settings = self.settings
@@ -163,6 +228,8 @@ class OptunaSweeperImpl:
             max_retry=settings.max_retry,
             parent_run_id=None,
             tracking_uri=tracking.uri if isinstance(tracking, MlflowTracking) else None,
+            launch_id=uuid.uuid4().hex,
+            sweeper_pid=os.getpid(),
         )
         self.check_launcher(plan.n_jobs)
         # Unwritable stores or output folder: one message now, not a traceback once the study
@@ -175,24 +242,54 @@ class OptunaSweeperImpl:
         if plan.sampler_name == "grid":
             n_trials = min(n_trials, grid_size(space))
         sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
-        study, created = open_study(plan.study_name, plan.storage(), directions, sampler, pruner)
-        added = ensure_budget(study, n_trials, created=created)
-        if added:
-            log.info("Added %d trials to the budget of study %r", added, plan.study_name)
-        if isinstance(tracking, MlflowTracking):
-            from vae_sweep.sweep.parent_run import close_stale_runs, open_parent_run, tracking_client
-
-            try:
-                enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
-            except sqlite3.Error as error:  # e.g. a file that is not a database
-                raise ConfigError("tracking.uri", f"cannot open the MLflow store {tracking.uri}: {error}") from None
-            parent = open_parent_run(tracking.uri, tracking.experiment, study, plan, created)
-            plan = dataclasses.replace(plan, parent_run_id=parent)
+        storage = plan.storage()
+        with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
+            study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
             fail_stale_trials(study)
-            closed = close_stale_runs(tracking_client(tracking.uri), study)
-            if closed:
-                log.info("Closed %d MLflow runs whose worker had died", closed)
-        return plan, study, created
+            died = fail_dead_trials(study, storage, plan.retry())
+            if died:
+                log.info(
+                    "Trial(s) %s had lost their worker: failed as worker_died and retried", ", ".join(map(str, died))
+                )
+            added = ensure_budget(study, n_trials)
+            if added:
+                log.info("Added %d trials to the budget of study %r", added, plan.study_name)
+            if isinstance(tracking, MlflowTracking):
+                plan = dataclasses.replace(plan, parent_run_id=self.open_tracking(tracking, study, plan))
+        return dataclasses.replace(plan, n_jobs=self.worker_count(plan, study)), study, created
+
+    def open_tracking(self, tracking: MlflowTracking, study: optuna.Study, plan: SweepPlan) -> str:
+        """The MLflow store made whole if new, the study's parent run, runs of dead workers closed."""
+        from vae_sweep.sweep.parent_run import close_stale_runs, open_parent_run, tracking_client
+
+        try:
+            prepare_mlflow_store(tracking.uri)
+            enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
+        except (sqlite3.Error, OSError) as error:  # e.g. a file that is not a database, a full disk
+            raise ConfigError("tracking.uri", f"cannot open the MLflow store {tracking.uri}: {error}") from None
+        parent = open_parent_run(tracking.uri, tracking.experiment, study, plan)
+        closed = close_stale_runs(tracking_client(tracking.uri), study, parent)
+        if closed:
+            log.info("Closed %d MLflow runs whose trial had ended without them", closed)
+        return parent
+
+    def worker_count(self, plan: SweepPlan, study: optuna.Study) -> int:
+        """``n_jobs``, but no more workers than trials left to claim (one at least, to wait for
+        trials running elsewhere); a warning when local workers outnumber the cores."""
+        left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        count = max(1, min(plan.n_jobs, left))
+        if count < plan.n_jobs:
+            log.info("hydra.sweeper.n_jobs=%d, but %d trial(s) left: starting %d worker(s)", plan.n_jobs, left, count)
+        cores = len(os.sched_getaffinity(0))
+        if plan.local_workers and count > cores:
+            log.warning(
+                "hydra.sweeper.n_jobs=%d is more than this machine's %d cores: %d workers will share them "
+                "(each also holds its own copy of torch and the data in memory)",
+                plan.n_jobs,
+                cores,
+                count,
+            )
+        return count
 
     def study_name(self) -> str:
         name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or "vae-sweep"
@@ -242,12 +339,22 @@ class OptunaSweeperImpl:
         )
 
     def interrupted(self, plan: SweepPlan) -> None:
-        """Ctrl-C: the study's parent run is KILLED (a rerun reopens it) and the user told how to go on."""
+        """Ctrl-C, SIGTERM, SIGHUP: the workers failed their trials as interrupted and queued
+        their retries; the study's parent run is KILLED (a rerun reopens it), and the user is told
+        in one line how to go on."""
         if plan.tracking_uri and plan.parent_run_id:
-            from vae_sweep.sweep.parent_run import tracking_client
+            from vae_sweep.sweep.parent_run import close_stale_runs, tracking_client
+            from vae_sweep.tracking import TRACKING_ERRORS
 
-            tracking_client(plan.tracking_uri).set_terminated(plan.parent_run_id, "KILLED")
-        print(f"Interrupted: run the same command again to resume study {plan.study_name!r}", file=sys.stderr)
+            try:
+                client = tracking_client(plan.tracking_uri)
+                close_stale_runs(client, plan.load_study(plan.storage()), plan.parent_run_id)
+                client.set_terminated(plan.parent_run_id, "KILLED")
+            except (ConfigError, *TRACKING_ERRORS) as error:
+                log.warning("could not mark the study's MLflow run %s KILLED: %s", plan.parent_run_id, error)
+        signum = interrupts.requested()
+        name = f" ({signal.Signals(signum).name})" if signum else ""
+        print(f"Interrupted{name}: run the same command again to resume study {plan.study_name!r}", file=sys.stderr)
 
     def report(self, plan: SweepPlan, summaries: list[WorkerSummary]) -> None:
         storage = plan.storage()
@@ -262,7 +369,7 @@ class OptunaSweeperImpl:
 
             try:
                 client = tracking_client(plan.tracking_uri)
-                close_stale_runs(client, study)
+                close_stale_runs(client, study, plan.parent_run_id)
                 finish_parent_run(client, plan.parent_run_id, study, plots, results)
             except (ConfigError, *TRACKING_ERRORS) as error:  # the study and its results file are safe
                 log.warning(
@@ -273,6 +380,15 @@ class OptunaSweeperImpl:
                 )
         counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
         print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})")
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            where = ", ".join(
+                f"{t.number} ({o.describe() if (o := owner_of(t)) else 'owner unknown'})" for t in running
+            )
+            print(
+                f"Not done: trial(s) {where} still run in other processes; run the same command again "
+                "once they end to finish the study (one that died is then failed and retried)"
+            )
         if "best_value" in summary:
             print(f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}")
             print(f"Reproduce: {summary['reproduce']}")
@@ -290,6 +406,22 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+
+
+def forward_to_children(signum: int) -> None:
+    """Pass a signal on to this process's children (joblib's workers; its resource tracker ignores it)."""
+    for pid in child_pids():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
 def check_output_folder(folder: Path) -> None:

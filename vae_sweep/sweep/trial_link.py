@@ -8,22 +8,38 @@ number is the trial number.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 
-from vae_sweep.errors import TrainingPruned
+from vae_sweep.errors import TrainingPruned, TrialTakenOver
+from vae_sweep.experiment import ResumePoint
 from vae_sweep.metrics import EPOCH_METRICS
+from vae_sweep.names import (
+    CHECKPOINT_ATTR,
+    FAILURE_REASON_ATTR,
+    PARENT_RUN_ATTR,
+    RUN_ID_ATTR,
+    STUDY_NAME_TAG,
+    TRIAL_NUMBER_TAG,
+    TRIAL_STATE_TAG,
+)
+from vae_sweep.sweep.retry import previous_attempts
 from vae_sweep.sweep.samplers import make_pruner
 from vae_sweep.sweep.settings import SWEEPER_TARGET
 from vae_sweep.sweep.study import make_storage
 
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
-RUN_ID_ATTR = "mlflow_run_id"
-FAILURE_REASON_ATTR = "failure_reason"
+__all__ = ["FAILURE_REASON_ATTR", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "TrialLink", "link_current_job"]
+
+
+def taken_over(number: int) -> TrialTakenOver:
+    return TrialTakenOver(f"trial {number} was failed by another process while this one was stopped")
 
 
 class PruningCallback:
@@ -36,33 +52,70 @@ class PruningCallback:
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.metric not in metrics:  # an epoch without validation
             return
-        self.trial.report(metrics[self.metric], step=epoch)
-        if self.trial.should_prune():
+        try:
+            self.trial.report(metrics[self.metric], step=epoch)
+            prune = self.trial.should_prune()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise taken_over(self.trial.number) from None
+        if prune:
             raise TrainingPruned(epoch)
+
+    def on_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        """A retry going on from a checkpoint reports its earlier epochs, so the pruner compares
+        it at the same steps as every other trial."""
+        for step, metrics in enumerate(history, start=1):
+            if self.metric in metrics:
+                self.trial.report(metrics[self.metric], step=step)
+
+
+class OwnershipCheck:
+    """Once per heartbeat interval, whether the trial is still this worker's. A worker paused past
+    the grace period (Ctrl-Z, a suspended laptop) wakes up to find its trial failed and retried
+    by another process: it stops at the next epoch instead of training on for nothing."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int, number: int, interval: float) -> None:
+        self.storage = storage
+        self.trial_id = trial_id
+        self.number = number
+        self.interval = interval
+        self.checked = time.time()  # wall time: it goes on while a machine sleeps
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if time.time() - self.checked < self.interval:
+            return
+        self.checked = time.time()
+        if self.storage.get_trial(self.trial_id).state is not TrialState.RUNNING:
+            raise taken_over(self.number)
 
 
 @dataclass
 class TrialLink:
     trial: optuna.Trial
+    trial_id: int
+    storage: RDBStorage
     study_name: str
     parent_run_id: str | None
     pruning: bool
+    heartbeat_interval: float | None
 
     @property
     def number(self) -> int:
         return self.trial.number
 
-    def callbacks(self, objective: str) -> list[PruningCallback]:
+    def callbacks(self, objective: str) -> list:
         """Pruning watches the objective when it is a per-epoch metric, else ``val_loss``."""
-        if not self.pruning:
-            return []
-        return [PruningCallback(self.trial, objective if objective in EPOCH_METRICS else "val_loss")]
+        callbacks: list = []
+        if self.heartbeat_interval:
+            callbacks.append(OwnershipCheck(self.storage, self.trial_id, self.number, self.heartbeat_interval))
+        if self.pruning:
+            callbacks.append(PruningCallback(self.trial, objective if objective in EPOCH_METRICS else "val_loss"))
+        return callbacks
 
     def tags(self) -> dict[str, str]:
         tags = {
-            "optuna.study_name": self.study_name,
-            "optuna.trial_number": str(self.trial.number),
-            "optuna.trial_state": "RUNNING",
+            STUDY_NAME_TAG: self.study_name,
+            TRIAL_NUMBER_TAG: str(self.trial.number),
+            TRIAL_STATE_TAG: "RUNNING",
         }
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
@@ -70,7 +123,30 @@ class TrialLink:
 
     def record_run(self, run_id: str) -> None:
         """Best trial -> MLflow run is then one lookup of the trial's user attributes."""
-        self.trial.set_user_attr(RUN_ID_ATTR, run_id)
+        self.set_attr(RUN_ID_ATTR, run_id)
+
+    def record_checkpoint(self, path: Path) -> None:
+        """Where a retry of this trial finds its checkpoint, on this machine."""
+        self.set_attr(CHECKPOINT_ATTR, str(path.resolve()))
+
+    def set_attr(self, key: str, value: str) -> None:
+        try:
+            self.trial.set_user_attr(key, value)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise taken_over(self.number) from None
+
+    def resume_point(self) -> ResumePoint | None:
+        """For a retry: the checkpoints and MLflow run of the attempts before it, newest first."""
+        study_id = self.storage.get_study_id_from_name(self.study_name)
+        earlier: list[FrozenTrial] = [
+            self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            for number in previous_attempts(self.storage.get_trial(self.trial_id))
+        ]
+        if not earlier:
+            return None
+        checkpoints = tuple(Path(t.user_attrs[CHECKPOINT_ATTR]) for t in earlier if CHECKPOINT_ATTR in t.user_attrs)
+        run_id = next((t.user_attrs[RUN_ID_ATTR] for t in earlier if RUN_ID_ATTR in t.user_attrs), None)
+        return ResumePoint(checkpoints, run_id, {"vae_sweep.resumed_from_trial": str(earlier[0].number)})
 
 
 @functools.lru_cache(maxsize=4)
@@ -99,7 +175,10 @@ def link_current_job() -> TrialLink | None:
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(hydra_cfg.job.num))
     return TrialLink(
         trial=optuna.Trial(study, trial_id),
+        trial_id=trial_id,
+        storage=storage,
         study_name=sweeper.study_name,
         parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
         pruning=sweeper.pruner.name != "none",
+        heartbeat_interval=sweeper.get("heartbeat_interval") or None,
     )

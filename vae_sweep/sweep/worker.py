@@ -3,11 +3,20 @@
 Each worker claims a trial from the storage, composes that trial's config exactly as Hydra
 would for a multirun job, runs it with Hydra's ``run_job`` (its own output folder, logs and
 ``.hydra/``), tells Optuna the outcome, and claims the next one. No batch barrier: a worker
-whose trial finishes or is pruned takes the next trial at once.
+whose trial finishes or is pruned takes the next trial at once. When none is left to claim,
+it waits for trials that other processes still run (their heartbeat may yet expire, and the
+retry must not be left behind), then returns.
+
+Signals (``vae_sweep.interrupts``) stop a worker cleanly at any moment: the worker itself is
+shielded, and only training (inside ``run_experiment``) raises. A trial claimed but not yet
+training, or interrupted while training, is failed as ``interrupted`` with its retry queued; a
+trial whose training had finished is recorded as it ended. A local worker whose sweep process
+disappeared (killed) stops the same way, instead of going on alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
@@ -16,6 +25,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import optuna
@@ -25,14 +35,18 @@ from omegaconf import DictConfig, open_dict
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, TrainingPruned
+from vae_sweep.names import FAILURE_REASON_ATTR, INTERRUPTED, RUN_ID_ATTR, TRIAL_STATE_TAG, WORKER_DIED
 from vae_sweep.sweep.compose import TrialComposer
+from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.study import claim_trial, fail_stale_trials, heartbeat
-from vae_sweep.sweep.trial_link import FAILURE_REASON_ATTR, RUN_ID_ATTR
+from vae_sweep.sweep.study import claim_trial, fail_dead_trials, fail_stale_trials, heartbeat, owner_of
 
 log = logging.getLogger(__name__)
 MIN_TRIALS_FOR_FAILURE_RATE = 3
+WAIT_POLL_S = 1.0  # how often a worker with nothing to claim looks at the trials others run
+WAIT_LOG_S = 30.0  # and how often it says what it waits for
 # MLflow's client retries a call to a tracking server that went away for about 4 minutes; in a
 # sweep that would stall every trial. A few retries with backoff (about 10 s), then the trial
 # goes on and tries once more at its end (vae_sweep.tracking.MlflowRun).
@@ -55,6 +69,7 @@ class WorkerSummary:
     worker: int
     trials: dict[int, str] = field(default_factory=dict)  # trial number -> final state
     stopped_for_failures: bool = False
+    interrupted: bool = False
 
 
 def outcome_of(job: JobReturn) -> Outcome:
@@ -88,64 +103,95 @@ class TrialWorker:
     def __call__(self, worker_cfg: DictConfig) -> WorkerSummary:
         from hydra.core.hydra_config import HydraConfig
 
-        worker = int(HydraConfig.get().job.num)
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):  # a scheduler's SIGTERM acts like Ctrl-C
-                signal.signal(signum, interrupt)
+        summary = WorkerSummary(int(HydraConfig.get().job.num))
+        interrupts.install()
         if self.plan.local_workers:
             limit_torch_threads(self.plan.n_jobs)
         preload(tracking=self.plan.tracking_uri is not None)
         for variable, value in TRACKING_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(variable, value)
-        storage = self.plan.storage()
-        summary = WorkerSummary(worker)
-        started = time.monotonic()
-        while True:
-            study = self.plan.load_study(storage)
-            fail_stale_trials(study)
-            if failure_rate_exceeded(study, self.plan.max_failure_rate):
-                summary.stopped_for_failures = True
-                break
-            if INTERRUPTED.is_set():  # the interrupt landed where Python could not raise it
-                raise KeyboardInterrupt("interrupted")
-            claimed = claim_trial(storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number))
-            if claimed is None:
-                break
-            trial, trial_id = claimed
-            with heartbeat(storage, trial_id):
-                try:
-                    outcome = self.run_trial(trial)
-                except KeyboardInterrupt:  # Ctrl-C or SIGTERM: close the trial, queue its retry, stop
-                    fail_interrupted(study, storage, trial, trial_id)
-                    raise
-            tell(study, trial, outcome)
-            summary.trials[trial.number] = outcome.state.name
-            self.after_trial(study, storage.get_trial(trial_id), outcome, time.monotonic() - started)
+        with interrupts.shielded(), watching_sweeper(self.plan.sweeper_pid):
+            self.run_trials(self.plan.storage(), this_process(self.plan.launch_id), summary)
+        summary.interrupted = interrupts.requested() is not None
         return summary
 
-    def run_trial(self, trial: optuna.Trial) -> Outcome:
-        values = self.plan.space.sample(trial)
-        overrides = [*self.plan.base_overrides, *self.plan.space.overrides(values)]
+    def run_trials(self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary) -> None:
+        """Claim and run trials until none is left here or elsewhere, too many failed, or a signal came."""
+        started = time.monotonic()
+        waiting = Waiting()
+        while interrupts.requested() is None:
+            study = self.plan.load_study(storage)
+            fail_stale_trials(study)
+            fail_dead_trials(study, storage, self.plan.retry())
+            if failure_rate_exceeded(study, self.plan.max_failure_rate):
+                summary.stopped_for_failures = True
+                return
+            claimed = claim_trial(
+                storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number), owner
+            )
+            if claimed is None:
+                others = trials_to_wait_for(storage, self.plan.study_name, self.plan.launch_id, self.plan.heartbeats)
+                if not others:
+                    return
+                waiting.wait(others)
+                continue
+            trial, trial_id = claimed
+            with heartbeat(storage, trial_id):
+                outcome = self.run_trial(trial)
+            recorded = self.record(study, storage, trial, trial_id, outcome)
+            frozen = storage.get_trial(trial_id)
+            if recorded:
+                summary.trials[trial.number] = outcome.state.name
+            else:
+                log.info(
+                    "trial %d was failed by another process while this worker was stopped (paused past the "
+                    "grace period); its retry runs elsewhere, this result is dropped",
+                    trial.number,
+                )
+                outcome = Outcome(TrialState.FAIL, reason=frozen.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED))
+            self.after_trial(study, frozen, outcome, time.monotonic() - started)
+
+    def record(
+        self, study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, trial_id: int, outcome: Outcome
+    ) -> bool:
+        """Tell Optuna how the trial ended, its failure reason first, and queue the retry of an
+        interrupted one. False when another process had failed the trial meanwhile."""
         try:
+            if outcome.reason:
+                trial.set_user_attr(FAILURE_REASON_ATTR, outcome.reason[:2000])
+            tell(study, trial, outcome)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        if outcome.reason == INTERRUPTED:
+            self.plan.retry()(study, storage.get_trial(trial_id))
+        return True
+
+    def run_trial(self, trial: optuna.Trial) -> Outcome:
+        """Sample, compose and run one trial; any failure on the way is the trial's, never the worker's."""
+        try:
+            values = self.plan.space.sample(trial)
+            overrides = [*self.plan.base_overrides, *self.plan.space.overrides(values)]
             config = self.composer.compose(overrides)
-        except Exception as error:  # a sampled combination Hydra cannot compose
+        except Exception as error:  # a sampler that fails, a combination Hydra cannot compose
             return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
+        if interrupts.requested() is not None:  # claimed, but not started
+            return Outcome(TrialState.FAIL, reason=INTERRUPTED)
         with open_dict(config):
             config.hydra.job.id = f"{config.hydra.job.name}_{trial.number}"
             config.hydra.job.num = trial.number
             config.hydra.sweeper.study_name = self.plan.study_name
             config.hydra.sweeper.storage = self.plan.storage_url
-        job = run_job(
-            hydra_context=self.hydra_context,
-            task_function=self.task_function,
-            config=config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        outcome = outcome_of(job)
-        if outcome.reason:
-            trial.set_user_attr(FAILURE_REASON_ATTR, outcome.reason[:2000])
-        return outcome
+        try:
+            job = run_job(
+                hydra_context=self.hydra_context,
+                task_function=self.task_function,
+                config=config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        except KeyboardInterrupt:  # raised while training (the run is closed as KILLED)
+            return Outcome(TrialState.FAIL, reason=INTERRUPTED)
+        return outcome_of(job)
 
     @functools.cached_property
     def composer(self) -> TrialComposer:
@@ -177,39 +223,32 @@ class TrialWorker:
             log.warning("could not record trial %d's state and the study's progress in MLflow: %s", number, error)
 
     def record_in_mlflow(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
+        """The trial's state (and failure reason) as tags of its run, which a failed trial's run
+        must not be left open with; the study's progress on the parent run."""
         from mlflow.entities import RunTag
 
         from vae_sweep.sweep.parent_run import record_progress
 
         client = self.mlflow_client
         run_id = frozen.user_attrs.get(RUN_ID_ATTR)
-        if run_id:
-            tags = [RunTag("optuna.trial_state", outcome.state.name)]
+        if run_id and not continued_elsewhere(study, frozen):
+            tags = [RunTag(TRIAL_STATE_TAG, frozen.state.name)]
             if outcome.reason:
                 tags.append(RunTag(FAILURE_REASON_ATTR, outcome.reason[:5000]))
             client.log_batch(run_id, tags=tags)
+            if frozen.state is TrialState.FAIL and client.get_run(run_id).info.status in ("RUNNING", "FINISHED"):
+                client.set_terminated(run_id, "KILLED" if outcome.reason == INTERRUPTED else "FAILED")
         if self.plan.parent_run_id:
             record_progress(client, self.plan.parent_run_id, study)
 
 
-INTERRUPTED = threading.Event()
-
-
-def interrupt(signum: int, frame: object) -> None:
-    """Stop the running trial; the flag stops the worker even if Python swallows the exception
-    (it does when the signal lands in a finalizer), after the trial finishes cleanly."""
-    INTERRUPTED.set()
-    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-def fail_interrupted(study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, trial_id: int) -> None:
-    """An interrupted trial did not fail on its own: mark it FAIL ("interrupted") and enqueue a
-    retry with its parameters, as for a worker that died, so the next run picks it up."""
-    trial.set_user_attr(FAILURE_REASON_ATTR, "interrupted")
-    tell(study, trial, Outcome(TrialState.FAIL, reason="interrupted"))
-    retry = storage.get_heartbeat_stale_trial_callback()
-    if retry is not None:
-        retry(study, storage.get_trial(trial_id))
+def continued_elsewhere(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> bool:
+    """Whether a later trial (a retry resumed from a checkpoint) has taken over this trial's run."""
+    run_id = frozen.user_attrs.get(RUN_ID_ATTR)
+    return any(
+        t.number != frozen.number and t.user_attrs.get(RUN_ID_ATTR) == run_id
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+    )
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
@@ -255,3 +294,65 @@ def limit_torch_threads(n_jobs: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // n_jobs))
+
+
+def trials_to_wait_for(
+    storage: RDBStorage, study_name: str, launch: str, heartbeats: bool
+) -> list[tuple[int, Owner | None]]:
+    """RUNNING trials this worker must not leave behind: those of other processes, whose end
+    (or death: heartbeat, dead owner) may yet queue a retry. Trials of workers of the same sweep
+    command are left to them; without heartbeats, a trial on another machine cannot be watched."""
+    study_id = storage.get_study_id_from_name(study_name)
+    pending = []
+    for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = owner_of(trial)
+        if owner is not None and owner.launch == launch and not is_gone(owner):
+            continue
+        if not heartbeats and (owner is None or owner.host != host_identity()):
+            continue
+        pending.append((trial.number, owner))
+    return pending
+
+
+class Waiting:
+    """A worker with nothing to claim: one line now and every WAIT_LOG_S, then a short sleep."""
+
+    def __init__(self) -> None:
+        self.last_log = -math.inf
+
+    def wait(self, trials: list[tuple[int, Owner | None]]) -> None:
+        if time.monotonic() - self.last_log >= WAIT_LOG_S:
+            self.last_log = time.monotonic()
+            where = ", ".join(f"{n} ({owner.describe() if owner else 'owner unknown'})" for n, owner in trials)
+            log.info(
+                "no trial left to claim; waiting for %d running in other processes: %s "
+                "(a dead one is failed and retried once its heartbeat stops)",
+                len(trials),
+                where,
+            )
+        time.sleep(WAIT_POLL_S)
+
+
+@contextlib.contextmanager
+def watching_sweeper(sweeper_pid: int) -> Iterator[None]:
+    """In a worker process started by the sweep's own process (joblib), stop as for SIGTERM if
+    that process disappears: a killed sweep must not leave workers claiming trials on their own."""
+    if not sweeper_pid or os.getpid() == sweeper_pid or os.getppid() != sweeper_pid:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != sweeper_pid:
+                log.warning("the sweep's process %d is gone: stopping this worker", sweeper_pid)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    thread = threading.Thread(target=watch, name="watch-sweeper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,113 @@
+"""Ctrl-C, SIGTERM and SIGHUP turned into a clean stop, the same way for single runs and sweeps.
+
+A signal is honoured at once where nothing needs closing, and only at a safe point where
+something does. By default (and inside ``interruptible()``, around training) the first signal
+raises ``Interrupted``, a ``KeyboardInterrupt``, which the caller turns into a KILLED MLflow run
+or a FAIL trial with its retry queued. Inside ``shielded()`` (claiming a trial, telling Optuna,
+closing MLflow runs, waiting for a launcher's workers) it is only recorded: the code finishes
+what it does, then asks ``requested()`` and stops cleanly. Whatever the moment, a trial is never
+left half-recorded.
+
+Later signals never raise again: a second Ctrl-C, or the terminal's SIGINT reaching a worker
+that its sweep also forwards, must not cut the first one's clean-up short.
+
+Example:
+    >>> state = InterruptState()
+    >>> with state.shielded():
+    ...     state.on_signal(signal.SIGTERM, None)  # recorded, not raised
+    >>> state.requested() == signal.SIGTERM
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+EXIT_CODE = 130  # the shell's code for Ctrl-C; used for SIGTERM and SIGHUP too (docs/reliability.md)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal; ``signal_name`` says which (SIGINT for Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+class InterruptState:
+    """The process's record of stop requests and of where a stop may be raised."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.raised = False
+        self.modes: list[bool] = []  # innermost last: True raises (interruptible), False records (shielded)
+        self.listeners: list[Callable[[int], None]] = []
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        for listener in self.listeners:
+            listener(signum)
+        if first and (not self.modes or self.modes[-1]):
+            self.raise_now()
+
+    def raise_now(self) -> None:
+        assert self.signum is not None
+        self.raised = True
+        raise Interrupted(self.signum)
+
+    def requested(self) -> int | None:
+        """The signal that asked for a stop, or None."""
+        return self.signum
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Here a signal raises ``Interrupted``; one that came while shielded raises on entry."""
+        if self.signum is not None and not self.raised:
+            self.raise_now()
+        self.modes.append(True)
+        try:
+            yield
+        finally:
+            self.modes.pop()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Here a signal is only recorded, for the code to act on at its next ``requested()``."""
+        self.modes.append(False)
+        try:
+            yield
+        finally:
+            self.modes.pop()
+
+
+STATE = InterruptState()
+requested = STATE.requested
+interruptible = STATE.interruptible
+shielded = STATE.shielded
+
+
+def install() -> bool:
+    """Route SIGINT, SIGTERM and SIGHUP through ``STATE``; only the main thread can (False elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    for signum in SIGNALS:
+        if signal.getsignal(signum) != STATE.on_signal:
+            signal.signal(signum, STATE.on_signal)
+    return True
+
+
+@contextlib.contextmanager
+def listening(listener: Callable[[int], None]) -> Iterator[None]:
+    """Call ``listener(signum)`` on every signal while inside (a sweep forwards them to its workers)."""
+    STATE.listeners.append(listener)
+    try:
+        yield
+    finally:
+        STATE.listeners.remove(listener)

@@ -1,0 +1,31 @@
+"""Names shared by the sweep, its workers and the tools that read studies back: Optuna trial and
+study attributes, MLflow tags. A contract with stores written by earlier runs: never rename."""
+
+from __future__ import annotations
+
+# Optuna study user attributes.
+BUDGET_ATTR = "vae_sweep.n_trials"  # the study's budget of original trials (retries come on top)
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+STUDY_UID_ATTR = "vae_sweep.study_uid"  # tags the parent run, so a rerun finds it if its id was never recorded
+
+# Optuna trial user attributes.
+RUN_ID_ATTR = "mlflow_run_id"
+FAILURE_REASON_ATTR = "failure_reason"  # also an MLflow tag of the trial's run
+CHECKPOINT_ATTR = "vae_sweep.checkpoint"  # where the trial saves its checkpoint (trainer.checkpoint_every)
+
+# Optuna trial system attributes written on a retry; the first two are Optuna's own
+# (RetryHeartbeatStaleTrialCallback's), so Optuna's helpers read our retries too.
+RETRY_OF_ATTR = "failed_trial"  # the first trial of the series
+RETRY_HISTORY_ATTR = "retry_history"  # every trial before this one, oldest first
+CRASH_RETRIES_ATTR = "vae_sweep.crash_retries"  # retries after crashes; interrupts do not count
+
+# Failure reasons a sweep records itself.
+INTERRUPTED = "interrupted"
+WORKER_DIED = "worker_died"
+
+# MLflow tags.
+STUDY_ROLE_TAG = "vae_sweep.role"
+TRIAL_STATE_TAG = "optuna.trial_state"
+TRIAL_NUMBER_TAG = "optuna.trial_number"
+STUDY_NAME_TAG = "optuna.study_name"
+RESUMED_AT_TAG = "vae_sweep.resumed_at_epoch"  # a retry that went on from a checkpoint, in the same run
