@@ -88,6 +88,15 @@ def sql(path: Path, query: str, *args: object) -> list[tuple]:
         return connection.execute(query, args).fetchall()
 
 
+def count(path: Path, query: str) -> int:
+    """``SELECT count(*) ...`` on a store that may not exist yet (0 then)."""
+    try:
+        rows = sql(path, query)
+    except sqlite3.OperationalError:  # its tables are not made yet
+        return 0
+    return rows[0][0] if rows else 0
+
+
 def trials(cwd: Path, study: str = "s") -> list[FrozenTrial]:
     return optuna.load_study(study_name=study, storage=f"sqlite:///{cwd}/optuna.db").get_trials(deepcopy=False)
 
@@ -154,3 +163,15 @@ def assert_budget_done(cwd: Path, budget: int, study: str = "s") -> list[FrozenT
         assert run.data.tags["optuna.trial_state"] == owner.state.name, (trial.number, run.data.tags)
         assert run.info.status != "RUNNING", trial.number
     return all_trials
+
+
+def kill_when(process: subprocess.Popen, moment: Callable[[], bool], signum: int = signal.SIGKILL) -> bool:
+    """Send ``signum`` the moment ``moment()`` holds, polling as fast as SQLite answers; False when
+    the process ended first. For moments of milliseconds: ``moment`` should be plain SQL reads."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(sqlite3.Error):
+            if moment():
+                process.send_signal(signum)
+                return True
+    return False

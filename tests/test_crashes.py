@@ -8,7 +8,9 @@ trial that is only found stale by its heartbeat would make the test time out, no
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -16,10 +18,14 @@ from optuna.trial import TrialState
 from sweep_processes import (
     VAE_TRAIN,
     assert_budget_done,
+    count,
     finish,
     kill_group,
+    kill_when,
     mlflow_runs,
+    owner_pid,
     run,
+    session_pids,
     sql,
     start,
     sweep_command,
@@ -78,7 +84,7 @@ def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(tmp_pat
     assert interrupted.state is TrialState.FAIL and interrupted.user_attrs["failure_reason"] == "interrupted"
     assert retry.state is TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
     assert retry.user_attrs == {}  # no failure reason, no dead run id: clean bookkeeping
-    client, parents, children = mlflow_runs(tmp_path)
+    _, parents, children = mlflow_runs(tmp_path)
     assert parents[0].info.status == "KILLED"
     (killed,) = children
     assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "interrupted"
@@ -98,6 +104,79 @@ def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(tmp_pat
     assert [t.state.name for t in all_trials] == ["FAIL", "COMPLETE", "FAIL", "COMPLETE"]
     assert all_trials[3].system_attrs["failed_trial"] == 0 and all_trials[3].system_attrs["retry_history"] == [0, 2]
     assert all_trials[2].user_attrs["failure_reason"] == "worker_died"
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [
+        pytest.param(signal.SIGINT, True, id="ctrl-c"),  # a terminal sends it to every process of the job
+        pytest.param(signal.SIGTERM, False, id="sigterm"),  # a scheduler's stop, to the sweep's process only
+        pytest.param(signal.SIGHUP, True, id="sighup"),  # the terminal closed
+    ],
+)
+def test_a_signal_stops_every_worker_of_a_parallel_sweep_and_closes_each_trial(tmp_path, signum, to_group):
+    command = sweep_command("hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *LONG_TRIALS)
+    sweep = start(command, tmp_path)
+    try:
+        running = wait_until(lambda: len(training(tmp_path)) == 2 and training(tmp_path), "two trials to train")
+        if to_group:
+            os.killpg(sweep.pid, signum)
+        else:
+            sweep.send_signal(signum)
+        code, _, stderr = finish(sweep)
+        # No orphaned worker goes on with the study (joblib's resource tracker takes a moment to see its end).
+        wait_until(lambda: not session_pids(sweep), "every process of the sweep to exit", timeout=15)
+    finally:
+        kill_group(sweep)
+    assert code == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    name = signal.Signals(signum).name
+    assert [line for line in stderr.splitlines() if "nterrupted" in line] == [
+        f"Interrupted ({name}): run the same command again to resume study 's'"
+    ]
+    after = {t.number: t for t in trials(tmp_path)}
+    for trial in running:
+        stopped = after[trial.number]
+        assert stopped.state is TrialState.FAIL and stopped.user_attrs["failure_reason"] == "interrupted"
+        retry = next(t for t in after.values() if t.system_attrs.get("failed_trial") == trial.number)
+        assert retry.state is TrialState.WAITING and retry.params == trial.params
+    assert not [t for t in after.values() if t.state is TrialState.RUNNING]
+    _, parents, children = mlflow_runs(tmp_path)
+    assert parents[0].info.status == "KILLED"
+    by_id = {r.info.run_id: r for r in children}
+    for trial in running:
+        killed = by_id[trial.user_attrs["mlflow_run_id"]]
+        assert killed.info.status == "KILLED", killed.info.status
+        assert killed.data.tags["optuna.trial_state"] == "FAIL"
+        assert killed.data.tags["failure_reason"] == "interrupted"
+
+
+def test_a_worker_killed_by_the_oom_killer_costs_only_trials_and_the_sweep_goes_on(tmp_path):
+    command = sweep_command("hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *LONG_TRIALS)
+    sweep = start(command, tmp_path)
+    try:
+        running = wait_until(lambda: len(training(tmp_path)) == 2 and training(tmp_path), "two trials to train")
+        os.kill(owner_pid(running[0]), signal.SIGKILL)  # what the OOM killer does to one worker process
+        code, stdout, stderr = finish(sweep)
+    finally:
+        kill_group(sweep)
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    warnings = [line for line in (stdout + stderr).splitlines() if "a worker ended unexpectedly" in line]
+    assert len(warnings) == 1 and "TerminatedWorkerError" in warnings[0], stderr[-3000:]
+    assert "Results:" in stdout
+    all_trials = assert_budget_done(tmp_path, budget=4)
+    killed = {t.number: t for t in all_trials}[running[0].number]
+    assert killed.state is TrialState.FAIL and killed.user_attrs["failure_reason"] == "worker_died"
+
+
+def test_more_jobs_than_trials_start_only_the_workers_needed(tmp_path):
+    # tests/test_study.py checks the numbers and the warning beyond the cores; this, the processes.
+    out = run(sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=8", "hydra.sweep.dir=sweep"), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "hydra.sweeper.n_jobs=8, but 2 trial(s) left: starting 2 worker(s)" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "sweep" / "workers").iterdir()) == ["0", "1"]  # one folder a worker
+    assert_budget_done(tmp_path, budget=2)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -120,3 +199,130 @@ def test_a_single_run_stopped_by_a_signal_ends_killed_with_one_line(tmp_path, si
         f"vae-train: interrupted ({name}): MLflow run {run_.info.run_id} is KILLED (failure_reason=interrupted)"
     )
     assert run_.info.status == "KILLED" and run_.data.tags["failure_reason"] == "interrupted"
+
+
+def test_a_worker_paused_past_the_grace_period_drops_its_trial_quietly_when_it_wakes(tmp_path):
+    command = sweep_command(
+        "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "trainer.epochs=150", "hydra.sweeper.pruner.name=none",
+        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",  # the pause must outlast it
+    )  # fmt: skip
+    sweep = start(command, tmp_path)
+    try:
+        paused = wait_until(lambda: len(training(tmp_path)) == 2 and training(tmp_path)[0], "two trials to train")
+        os.kill(owner_pid(paused), signal.SIGSTOP)  # Ctrl-Z, a suspended laptop, a paused VM
+        wait_until(lambda: retry_of(tmp_path, paused.number), "the other worker to fail and retry the trial")
+        os.kill(owner_pid(paused), signal.SIGCONT)
+        code, stdout, stderr = finish(sweep)
+    finally:
+        kill_group(sweep)
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert f"trial {paused.number} was failed by another process while this worker was stopped" in stdout
+    assert "Results:" in stdout
+    all_trials = assert_budget_done(tmp_path, budget=6)
+    assert {t.number: t for t in all_trials}[paused.number].state is TrialState.FAIL
+    client, _, _ = mlflow_runs(tmp_path)
+    woken = client.get_run(paused.user_attrs["mlflow_run_id"])
+    assert woken.info.status == "FAILED" and woken.data.tags["failure_reason"] == "worker_died"
+
+
+def retry_of(cwd, number):
+    return [t for t in trials(cwd) if t.system_attrs.get("failed_trial") == number]
+
+
+def test_a_kill_while_mlflow_creates_its_store_leaves_nothing_half_made(tmp_path):
+    command = sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none")
+    sweep = start(command, tmp_path)
+    try:  # MLflow's migrations take seconds: the kill lands while they run in the temporary file
+        assert kill_when(sweep, lambda: any(tmp_path.glob(".mlflow.db.*.new"))), "the store was never being made"
+        sweep.wait()
+    finally:
+        kill_group(sweep)
+    assert not (tmp_path / "mlflow.db").exists()  # never half made under its real name
+    again = run(command, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
+    assert not list(tmp_path.glob(".mlflow.db.*"))  # the killed build's leftovers are removed
+    assert_budget_done(tmp_path, budget=2)
+
+
+def test_a_kill_while_the_budget_is_added_is_completed_by_the_same_command(tmp_path):
+    budget = 24  # about 0.1 s of inserts: the kill lands among them
+    command = sweep_command(f"hydra.sweeper.n_trials={budget}", "trainer.epochs=1", "hydra.sweeper.pruner.name=none")
+    sweep = start(command, tmp_path)
+    try:
+        slots_query = "SELECT count(*) FROM trials"
+        landed = kill_when(sweep, lambda: 0 < count(tmp_path / "optuna.db", slots_query) < budget)
+        sweep.wait()
+    finally:
+        kill_group(sweep)
+    slots = count(tmp_path / "optuna.db", slots_query)
+    assert landed and 0 < slots < budget, slots
+    again = run(command, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Added {budget - slots} trials to the budget" in again.stdout
+    assert_budget_done(tmp_path, budget=budget)
+
+
+def test_a_kill_right_after_the_parent_run_was_made_leaves_one_parent(tmp_path):
+    command = sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none")
+    sweep = start(command, tmp_path)
+    parents = "SELECT count(*) FROM tags WHERE key = 'vae_sweep.role'"
+    recorded = "SELECT count(*) FROM study_user_attributes WHERE key = 'mlflow_parent_run_id'"
+    try:
+        assert kill_when(
+            sweep, lambda: count(tmp_path / "mlflow.db", parents) and not count(tmp_path / "optuna.db", recorded)
+        )
+        sweep.wait()
+    finally:
+        kill_group(sweep)
+    if count(tmp_path / "optuna.db", recorded):
+        pytest.skip("the kill landed after the parent run's id was recorded (a window of milliseconds)")
+    again = run(command, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_budget_done(tmp_path, budget=2)  # one parent run, FINISHED, with both trials under it
+
+
+@pytest.mark.parametrize("moment", ["claimed_not_started", "trained_not_told", "ctrl_c_twice"])
+def test_a_signal_at_a_trial_boundary_never_leaves_it_running(tmp_path, moment):
+    command = sweep_command("hydra.sweeper.n_trials=2", *LONG_TRIALS)
+    sweep = start(command, tmp_path)
+    optuna_db, mlflow_db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
+    try:
+        if moment == "claimed_not_started":  # RUNNING, owner recorded, no MLflow run yet
+            assert kill_when(sweep, lambda: claimed_without_run(optuna_db), signal.SIGTERM)
+        elif moment == "trained_not_told":  # its final metrics are logged, Optuna not told yet
+            final = "SELECT count(*) FROM latest_metrics WHERE key = 'test_loss'"
+            assert kill_when(sweep, lambda: count(mlflow_db, final) > 0, signal.SIGTERM)
+        else:
+            wait_until(lambda: training(tmp_path), "trial 0 to train")
+            sweep.send_signal(signal.SIGINT)
+            time.sleep(0.05)  # the second lands in the clean-up of the first
+            sweep.send_signal(signal.SIGINT)
+        code, _, stderr = finish(sweep)
+    finally:
+        kill_group(sweep)
+    assert code == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    first = trials(tmp_path)[0]
+    client, _, children = mlflow_runs(tmp_path)
+    assert not [t for t in trials(tmp_path) if t.state is TrialState.RUNNING]
+    assert not [r for r in children if r.info.status == "RUNNING"]
+    if moment == "trained_not_told":  # the result is kept
+        assert first.state is TrialState.COMPLETE
+        assert client.get_run(first.user_attrs["mlflow_run_id"]).info.status == "FINISHED"
+        return
+    assert first.state is TrialState.FAIL and first.user_attrs["failure_reason"] == "interrupted"
+    assert retry_of(tmp_path, 0)[0].state is TrialState.WAITING
+    if "mlflow_run_id" in first.user_attrs:  # the signal may land after its run started
+        run_ = client.get_run(first.user_attrs["mlflow_run_id"])
+        assert run_.info.status == "KILLED" and run_.data.tags["optuna.trial_state"] == "FAIL"
+
+
+def claimed_without_run(optuna_db) -> bool:
+    rows = sql(
+        optuna_db,
+        "SELECT t.trial_id, group_concat(a.key) FROM trials t LEFT JOIN trial_user_attributes a "
+        "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' GROUP BY t.trial_id",
+    )
+    return any("vae_sweep.worker" in (keys or "") and "mlflow_run_id" not in (keys or "") for _, keys in rows)

@@ -4,6 +4,7 @@ at once (SQLite and PostgreSQL) add each missing slot once."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 
 import optuna
@@ -13,6 +14,7 @@ from vae_sweep.names import BUDGET_ATTR
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import this_process
 from vae_sweep.sweep.study import claim_trial, ensure_budget, make_storage
+from vae_sweep.sweep.sweeper import worker_count
 
 pytest_plugins = ["postgres"]
 RAISERS = 4
@@ -86,3 +88,16 @@ def test_processes_raising_one_budget_at_once_add_each_slot_once(storage_url):
         raiser.join(timeout=60)
     assert added == [0] * (RAISERS - 1) + [148]  # one process added the missing slots; the others found none
     assert len(optuna.load_study(study_name="grow", storage=storage_url).trials) == 150
+
+
+def test_no_more_workers_than_trials_left_and_a_warning_beyond_the_cores(caplog):
+    caplog.set_level(logging.INFO)
+    assert worker_count(8, 2, local=True, cores=16) == 2
+    assert "hydra.sweeper.n_jobs=8, but 2 trial(s) left: starting 2 worker(s)" in caplog.text
+    assert worker_count(4, 0, local=True, cores=16) == 1  # one, to wait for trials running elsewhere
+    caplog.clear()
+    assert worker_count(8, 100, local=True, cores=2) == 8
+    assert "hydra.sweeper.n_jobs=8 is more than this machine's 2 cores: 8 workers will share them" in caplog.text
+    caplog.clear()
+    assert worker_count(8, 100, local=False, cores=2) == 8  # a cluster launcher: other machines' cores
+    assert caplog.text == ""

@@ -66,6 +66,9 @@ class InterruptState:
         """The signal that asked for a stop, or None."""
         return self.signum
 
+    def requested_name(self) -> str | None:
+        return signal.Signals(self.signum).name if self.signum is not None else None
+
     @contextlib.contextmanager
     def interruptible(self) -> Iterator[None]:
         """Here a signal raises ``Interrupted``; one that came while shielded raises on entry."""
@@ -89,6 +92,7 @@ class InterruptState:
 
 STATE = InterruptState()
 requested = STATE.requested
+requested_name = STATE.requested_name
 interruptible = STATE.interruptible
 shielded = STATE.shielded
 
@@ -101,6 +105,18 @@ def install() -> bool:
         if signal.getsignal(signum) != STATE.on_signal:
             signal.signal(signum, STATE.on_signal)
     return True
+
+
+@contextlib.contextmanager
+def left_to_children(signum: int) -> Iterator[None]:
+    """Ignore ``signum`` here while child processes are started and run, so they inherit the
+    ignore: joblib's resource tracker then outlives a terminal's SIGHUP to the whole job,
+    which the workers, who install their own handler, act on themselves."""
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
 
 
 @contextlib.contextmanager

@@ -123,8 +123,11 @@ class OptunaSweeperImpl:
         with interrupts.shielded():
             try:
                 summaries = self.run_workers(plan)
-                if interrupts.requested() is not None or any(s.interrupted for s in summaries):
-                    self.interrupted(plan)
+                stopped_by = interrupts.requested_name() or next(
+                    (s.interrupted for s in summaries if s.interrupted), None
+                )
+                if stopped_by:
+                    self.interrupted(plan, stopped_by)
                     sys.exit(interrupts.EXIT_CODE)
                 self.report(plan, summaries)
             except SweepFailed as error:
@@ -144,7 +147,7 @@ class OptunaSweeperImpl:
             before = finished_count(plan.load_study(storage))
             error = None
             try:
-                with interrupts.listening(forward_to_children):
+                with interrupts.listening(forward_to_children), interrupts.left_to_children(signal.SIGHUP):
                     jobs = self.launch(plan, n_workers, first_job=len(summaries))
             except Exception as launch_error:  # joblib's TerminatedWorkerError, a launcher's own failure
                 error = launch_error
@@ -256,7 +259,9 @@ class OptunaSweeperImpl:
                 log.info("Added %d trials to the budget of study %r", added, plan.study_name)
             if isinstance(tracking, MlflowTracking):
                 plan = dataclasses.replace(plan, parent_run_id=self.open_tracking(tracking, study, plan))
-        return dataclasses.replace(plan, n_jobs=self.worker_count(plan, study)), study, created
+        left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        n_workers = worker_count(plan.n_jobs, left, local=plan.local_workers, cores=len(os.sched_getaffinity(0)))
+        return dataclasses.replace(plan, n_jobs=n_workers), study, created
 
     def open_tracking(self, tracking: MlflowTracking, study: optuna.Study, plan: SweepPlan) -> str:
         """The MLflow store made whole if new, the study's parent run, runs of dead workers closed."""
@@ -272,24 +277,6 @@ class OptunaSweeperImpl:
         if closed:
             log.info("Closed %d MLflow runs whose trial had ended without them", closed)
         return parent
-
-    def worker_count(self, plan: SweepPlan, study: optuna.Study) -> int:
-        """``n_jobs``, but no more workers than trials left to claim (one at least, to wait for
-        trials running elsewhere); a warning when local workers outnumber the cores."""
-        left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        count = max(1, min(plan.n_jobs, left))
-        if count < plan.n_jobs:
-            log.info("hydra.sweeper.n_jobs=%d, but %d trial(s) left: starting %d worker(s)", plan.n_jobs, left, count)
-        cores = len(os.sched_getaffinity(0))
-        if plan.local_workers and count > cores:
-            log.warning(
-                "hydra.sweeper.n_jobs=%d is more than this machine's %d cores: %d workers will share them "
-                "(each also holds its own copy of torch and the data in memory)",
-                plan.n_jobs,
-                cores,
-                count,
-            )
-        return count
 
     def study_name(self) -> str:
         name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or "vae-sweep"
@@ -338,7 +325,7 @@ class OptunaSweeperImpl:
             f"{n_jobs} parallel trials need a parallel launcher; add hydra/launcher=joblib",
         )
 
-    def interrupted(self, plan: SweepPlan) -> None:
+    def interrupted(self, plan: SweepPlan, signal_name: str) -> None:
         """Ctrl-C, SIGTERM, SIGHUP: the workers failed their trials as interrupted and queued
         their retries; the study's parent run is KILLED (a rerun reopens it), and the user is told
         in one line how to go on."""
@@ -352,9 +339,10 @@ class OptunaSweeperImpl:
                 client.set_terminated(plan.parent_run_id, "KILLED")
             except (ConfigError, *TRACKING_ERRORS) as error:
                 log.warning("could not mark the study's MLflow run %s KILLED: %s", plan.parent_run_id, error)
-        signum = interrupts.requested()
-        name = f" ({signal.Signals(signum).name})" if signum else ""
-        print(f"Interrupted{name}: run the same command again to resume study {plan.study_name!r}", file=sys.stderr)
+        print(
+            f"Interrupted ({signal_name}): run the same command again to resume study {plan.study_name!r}",
+            file=sys.stderr,
+        )
 
     def report(self, plan: SweepPlan, summaries: list[WorkerSummary]) -> None:
         storage = plan.storage()
@@ -406,6 +394,23 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+
+
+def worker_count(n_jobs: int, left: int, *, local: bool, cores: int) -> int:
+    """``n_jobs``, but no more workers than trials left to claim (one at least, to wait for
+    trials running elsewhere); a warning when local workers outnumber the cores, since each
+    holds its own torch and data in memory and they share the cores."""
+    count = max(1, min(n_jobs, left))
+    if count < n_jobs:
+        log.info("hydra.sweeper.n_jobs=%d, but %d trial(s) left: starting %d worker(s)", n_jobs, left, count)
+    if local and count > cores:
+        log.warning(
+            "hydra.sweeper.n_jobs=%d is more than this machine's %d cores: %d workers will share them",
+            n_jobs,
+            cores,
+            count,
+        )
+    return count
 
 
 def forward_to_children(signum: int) -> None:

@@ -69,7 +69,7 @@ class WorkerSummary:
     worker: int
     trials: dict[int, str] = field(default_factory=dict)  # trial number -> final state
     stopped_for_failures: bool = False
-    interrupted: bool = False
+    interrupted: str | None = None  # the signal that stopped it
 
 
 def outcome_of(job: JobReturn) -> Outcome:
@@ -112,7 +112,7 @@ class TrialWorker:
             os.environ.setdefault(variable, value)
         with interrupts.shielded(), watching_sweeper(self.plan.sweeper_pid):
             self.run_trials(self.plan.storage(), this_process(self.plan.launch_id), summary)
-        summary.interrupted = interrupts.requested() is not None
+        summary.interrupted = interrupts.requested_name()
         return summary
 
     def run_trials(self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary) -> None:
