@@ -88,13 +88,14 @@ def sql(path: Path, query: str, *args: object) -> list[tuple]:
         return connection.execute(query, args).fetchall()
 
 
-def count(path: Path, query: str) -> int:
-    """``SELECT count(*) ...`` on a store that may not exist yet (0 then)."""
+def scalar(path: Path, query: str) -> int:
+    """The one number a query such as ``SELECT count(*) ...`` gives, on a store that may not
+    exist yet or not have its tables yet (0 then)."""
     try:
         rows = sql(path, query)
-    except sqlite3.OperationalError:  # its tables are not made yet
+    except sqlite3.OperationalError:
         return 0
-    return rows[0][0] if rows else 0
+    return (rows[0][0] or 0) if rows else 0
 
 
 def trials(cwd: Path, study: str = "s") -> list[FrozenTrial]:

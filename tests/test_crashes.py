@@ -9,22 +9,26 @@ trial that is only found stale by its heartbeat would make the test time out, no
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sweep_processes import (
+    TIMEOUT_S,
     VAE_TRAIN,
     assert_budget_done,
-    count,
+    clean_env,
     finish,
     kill_group,
     kill_when,
     mlflow_runs,
     owner_pid,
     run,
+    scalar,
     session_pids,
     sql,
     start,
@@ -252,11 +256,11 @@ def test_a_kill_while_the_budget_is_added_is_completed_by_the_same_command(tmp_p
     sweep = start(command, tmp_path)
     try:
         slots_query = "SELECT count(*) FROM trials"
-        landed = kill_when(sweep, lambda: 0 < count(tmp_path / "optuna.db", slots_query) < budget)
+        landed = kill_when(sweep, lambda: 0 < scalar(tmp_path / "optuna.db", slots_query) < budget)
         sweep.wait()
     finally:
         kill_group(sweep)
-    slots = count(tmp_path / "optuna.db", slots_query)
+    slots = scalar(tmp_path / "optuna.db", slots_query)
     assert landed and 0 < slots < budget, slots
     again = run(command, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -271,12 +275,12 @@ def test_a_kill_right_after_the_parent_run_was_made_leaves_one_parent(tmp_path):
     recorded = "SELECT count(*) FROM study_user_attributes WHERE key = 'mlflow_parent_run_id'"
     try:
         assert kill_when(
-            sweep, lambda: count(tmp_path / "mlflow.db", parents) and not count(tmp_path / "optuna.db", recorded)
+            sweep, lambda: scalar(tmp_path / "mlflow.db", parents) and not scalar(tmp_path / "optuna.db", recorded)
         )
         sweep.wait()
     finally:
         kill_group(sweep)
-    if count(tmp_path / "optuna.db", recorded):
+    if scalar(tmp_path / "optuna.db", recorded):
         pytest.skip("the kill landed after the parent run's id was recorded (a window of milliseconds)")
     again = run(command, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -293,7 +297,7 @@ def test_a_signal_at_a_trial_boundary_never_leaves_it_running(tmp_path, moment):
             assert kill_when(sweep, lambda: claimed_without_run(optuna_db), signal.SIGTERM)
         elif moment == "trained_not_told":  # its final metrics are logged, Optuna not told yet
             final = "SELECT count(*) FROM latest_metrics WHERE key = 'test_loss'"
-            assert kill_when(sweep, lambda: count(mlflow_db, final) > 0, signal.SIGTERM)
+            assert kill_when(sweep, lambda: scalar(mlflow_db, final) > 0, signal.SIGTERM)
         else:
             wait_until(lambda: training(tmp_path), "trial 0 to train")
             sweep.send_signal(signal.SIGINT)
@@ -326,3 +330,44 @@ def claimed_without_run(optuna_db) -> bool:
         "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' GROUP BY t.trial_id",
     )
     return any("vae_sweep.worker" in (keys or "") and "mlflow_run_id" not in (keys or "") for _, keys in rows)
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_if_never_killed(tmp_path):
+    epochs, every = 300, 25
+    command = sweep_command(
+        "hydra.sweeper.n_trials=1", f"trainer.epochs={epochs}", f"trainer.checkpoint_every={every}",
+        "hydra.sweeper.pruner.name=none", "hydra.sweeper.grace_period=600",
+    )  # fmt: skip
+    sweep = start(command, tmp_path)
+    logged = "SELECT max(step) FROM metrics WHERE key = 'train_loss'"
+    try:  # killed after two checkpoints at least, well before the end
+        wait_until(lambda: scalar(tmp_path / "mlflow.db", logged) >= 2 * every, "two checkpoints")
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+    finally:
+        kill_group(sweep)
+    killed_at = scalar(tmp_path / "mlflow.db", logged)
+    assert killed_at < epochs
+    again = run(command, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first, retry = assert_budget_done(tmp_path, budget=1)
+    assert first.state is TrialState.FAIL and retry.system_attrs["failed_trial"] == 0
+    run_id = first.user_attrs["mlflow_run_id"]
+    assert retry.user_attrs["mlflow_run_id"] == run_id  # the same MLflow child run goes on
+    client, _, children = mlflow_runs(tmp_path)
+    assert [r.info.run_id for r in children] == [run_id]
+    resumed = client.get_run(run_id)
+    resumed_at = int(resumed.data.tags["vae_sweep.resumed_at_epoch"])
+    assert every <= resumed_at <= killed_at and resumed_at % every == 0
+    assert resumed.data.tags["optuna.trial_number"] == "1" and "failure_reason" not in resumed.data.tags
+    steps = [m.step for m in client.get_metric_history(run_id, "val_loss")]
+    assert steps == list(range(1, epochs + 1))  # every epoch once: no duplicate, no gap
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
+
+    # Trained again from scratch, never killed: the same final metrics and weights, bit for bit.
+    check = subprocess.run(
+        [shutil.which("vae-reproduce"), run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "Weights: bitwise equal" in check.stdout and "Verdict: identical" in check.stdout, check.stdout
