@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -73,7 +74,9 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     from vae_sweep.sweep.trial_link import link_current_job
 
     link = link_current_job()
-    checkpoint = Path(HydraConfig.get().runtime.output_dir) / "checkpoint.pt"
+    # The run's own Hydra folder (a sweep trial's job folder), where a retry finds it.
+    folder = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
+    checkpoint = folder / "checkpoint.pt"
     try:
         objectives = parse_objectives(cfg.get("objective", "val_loss"))
         if link is not None and cfg.trainer.get("checkpoint_every"):
@@ -112,11 +115,23 @@ def compare_main() -> None:
     """``vae-compare``: techniques side by side from a finished study's MLflow runs."""
     from vae_sweep.compare import main
 
-    sys.exit(main(sys.argv[1:]))
+    run_tool("vae-compare", main)
 
 
 def reproduce_main() -> None:
     """``vae-reproduce``: re-run a logged run from its ``config.yaml`` and compare the metrics."""
     from vae_sweep.reproduce import main
 
-    sys.exit(main(sys.argv[1:]))
+    run_tool("vae-reproduce", main)
+
+
+def run_tool(prog: str, main: Callable[[list[str]], int]) -> None:
+    """Exit with ``main``'s code; Ctrl-C or SIGTERM (a reproduction's new run is then KILLED)
+    ends in one line and code 130, not a traceback."""
+    interrupts.install()
+    try:
+        code = main(sys.argv[1:])
+    except KeyboardInterrupt as error:
+        print(f"{prog}: {interrupted_message(error)}", file=sys.stderr)
+        code = interrupts.EXIT_CODE
+    sys.exit(code)
