@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from tiny import TINY_SWEEP
 
 from vae_sweep.config import RunConfig, parse_run_config
+from vae_sweep.mlflow_store import prepare_mlflow_store
 
 CONFIG_MODULE = "vae_sweep.conf"
 
@@ -76,6 +77,23 @@ def tiny_config(tiny_overrides: tuple[str, ...]) -> Callable[..., RunConfig]:
         return parse_run_config(compose_run(*tiny_overrides, *overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow store, made once by the code that makes every new store (its migrations
+    take seconds); ``workdir`` copies it."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    prepare_mlflow_store(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, mlflow_template: Path) -> Path:
+    """A test's working folder that already holds an (empty) ``mlflow.db``, for tests about what
+    happens after a store exists; tests about making one use ``tmp_path``."""
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    return tmp_path
 
 
 @pytest.fixture

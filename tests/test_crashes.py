@@ -45,35 +45,35 @@ pytestmark = [
 LONG_TRIALS = ("trainer.epochs=150", "hydra.sweeper.pruner.name=none", "hydra.sweeper.grace_period=600")
 
 
-def test_kill_9_then_the_same_command_at_once_completes_the_budget(tmp_path):
+def test_kill_9_then_the_same_command_at_once_completes_the_budget(workdir):
     command = sweep_command("hydra.sweeper.n_trials=4", *LONG_TRIALS)
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
-        victim = wait_until(lambda: [t for t in training(tmp_path) if t.number == 1], "trial 1 to train")[0]
+        victim = wait_until(lambda: [t for t in training(workdir) if t.number == 1], "trial 1 to train")[0]
         sweep.send_signal(signal.SIGKILL)
         sweep.wait()
     finally:
         kill_group(sweep)
-    again = run(command, tmp_path)
+    again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Traceback" not in again.stderr
     assert "RUNNING" not in again.stdout and "Not done" not in again.stdout
     assert "Study 's': 5 trials (4 COMPLETE, 1 FAIL)" in again.stdout, again.stdout
-    all_trials = assert_budget_done(tmp_path, budget=4)
+    all_trials = assert_budget_done(workdir, budget=4)
     dead = all_trials[victim.number]
     assert dead.state is TrialState.FAIL and dead.user_attrs["failure_reason"] == "worker_died"
     retry = next(t for t in all_trials if t.system_attrs.get("failed_trial") == victim.number)
     assert retry.params == dead.params and retry.state is TrialState.COMPLETE
-    client, _, _ = mlflow_runs(tmp_path)
+    client, _, _ = mlflow_runs(workdir)
     dead_run = client.get_run(dead.user_attrs["mlflow_run_id"])
     assert dead_run.info.status == "FAILED" and dead_run.data.tags["failure_reason"] == "worker_died"
 
 
-def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(tmp_path):
+def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(workdir):
     command = sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.max_retry=1", *LONG_TRIALS)
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
-        wait_until(lambda: training(tmp_path), "trial 0 to train")
+        wait_until(lambda: training(workdir), "trial 0 to train")
         sweep.send_signal(signal.SIGINT)
         code, _, stderr = finish(sweep)
     finally:
@@ -83,28 +83,29 @@ def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(tmp_pat
     assert [line for line in stderr.splitlines() if "nterrupted" in line] == [
         "Interrupted (SIGINT): run the same command again to resume study 's'"
     ]
-    first = trials(tmp_path)
+    first = trials(workdir)
     interrupted, retry = first[0], first[2]
+    assert first[1].state is TrialState.WAITING  # no new trial started after the interrupt
     assert interrupted.state is TrialState.FAIL and interrupted.user_attrs["failure_reason"] == "interrupted"
     assert retry.state is TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
     assert retry.user_attrs == {}  # no failure reason, no dead run id: clean bookkeeping
-    _, parents, children = mlflow_runs(tmp_path)
+    _, parents, children = mlflow_runs(workdir)
     assert parents[0].info.status == "KILLED"
     (killed,) = children
     assert killed.info.status == "KILLED" and killed.data.tags["failure_reason"] == "interrupted"
     assert killed.data.tags["optuna.trial_state"] == "FAIL"
 
     # The retry's worker is then killed: the interrupt did not use up max_retry=1, so it is retried.
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
-        wait_until(lambda: [t for t in training(tmp_path) if t.number == 2], "the retry to train")
+        wait_until(lambda: [t for t in training(workdir) if t.number == 2], "the retry to train")
         sweep.send_signal(signal.SIGKILL)
         sweep.wait()
     finally:
         kill_group(sweep)
-    again = run(command, tmp_path)
+    again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
-    all_trials = assert_budget_done(tmp_path, budget=2)
+    all_trials = assert_budget_done(workdir, budget=2)
     assert [t.state.name for t in all_trials] == ["FAIL", "COMPLETE", "FAIL", "COMPLETE"]
     assert all_trials[3].system_attrs["failed_trial"] == 0 and all_trials[3].system_attrs["retry_history"] == [0, 2]
     assert all_trials[2].user_attrs["failure_reason"] == "worker_died"
@@ -118,11 +119,11 @@ def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(tmp_pat
         pytest.param(signal.SIGHUP, True, id="sighup"),  # the terminal closed
     ],
 )
-def test_a_signal_stops_every_worker_of_a_parallel_sweep_and_closes_each_trial(tmp_path, signum, to_group):
+def test_a_signal_stops_every_worker_of_a_parallel_sweep_and_closes_each_trial(workdir, signum, to_group):
     command = sweep_command("hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *LONG_TRIALS)
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
-        running = wait_until(lambda: len(training(tmp_path)) == 2 and training(tmp_path), "two trials to train")
+        running = wait_until(lambda: len(training(workdir)) == 2 and training(workdir), "two trials to train")
         if to_group:
             os.killpg(sweep.pid, signum)
         else:
@@ -138,14 +139,14 @@ def test_a_signal_stops_every_worker_of_a_parallel_sweep_and_closes_each_trial(t
     assert [line for line in stderr.splitlines() if "nterrupted" in line] == [
         f"Interrupted ({name}): run the same command again to resume study 's'"
     ]
-    after = {t.number: t for t in trials(tmp_path)}
+    after = {t.number: t for t in trials(workdir)}
     for trial in running:
         stopped = after[trial.number]
         assert stopped.state is TrialState.FAIL and stopped.user_attrs["failure_reason"] == "interrupted"
         retry = next(t for t in after.values() if t.system_attrs.get("failed_trial") == trial.number)
         assert retry.state is TrialState.WAITING and retry.params == trial.params
     assert not [t for t in after.values() if t.state is TrialState.RUNNING]
-    _, parents, children = mlflow_runs(tmp_path)
+    _, parents, children = mlflow_runs(workdir)
     assert parents[0].info.status == "KILLED"
     by_id = {r.info.run_id: r for r in children}
     for trial in running:
@@ -155,11 +156,11 @@ def test_a_signal_stops_every_worker_of_a_parallel_sweep_and_closes_each_trial(t
         assert killed.data.tags["failure_reason"] == "interrupted"
 
 
-def test_a_worker_killed_by_the_oom_killer_costs_only_trials_and_the_sweep_goes_on(tmp_path):
+def test_a_worker_killed_by_the_oom_killer_costs_only_trials_and_the_sweep_goes_on(workdir):
     command = sweep_command("hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", *LONG_TRIALS)
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
-        running = wait_until(lambda: len(training(tmp_path)) == 2 and training(tmp_path), "two trials to train")
+        running = wait_until(lambda: len(training(workdir)) == 2 and training(workdir), "two trials to train")
         os.kill(owner_pid(running[0]), signal.SIGKILL)  # what the OOM killer does to one worker process
         code, stdout, stderr = finish(sweep)
     finally:
@@ -169,34 +170,37 @@ def test_a_worker_killed_by_the_oom_killer_costs_only_trials_and_the_sweep_goes_
     warnings = [line for line in (stdout + stderr).splitlines() if "a worker ended unexpectedly" in line]
     assert len(warnings) == 1 and "TerminatedWorkerError" in warnings[0], stderr[-3000:]
     assert "Results:" in stdout
-    all_trials = assert_budget_done(tmp_path, budget=4)
+    all_trials = assert_budget_done(workdir, budget=4)
     killed = {t.number: t for t in all_trials}[running[0].number]
     assert killed.state is TrialState.FAIL and killed.user_attrs["failure_reason"] == "worker_died"
 
 
 def test_more_jobs_than_trials_start_only_the_workers_needed(tmp_path):
     # tests/test_study.py checks the numbers and the warning beyond the cores; this, the processes.
-    out = run(sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=8", "hydra.sweep.dir=sweep"), tmp_path)
+    command = sweep_command(
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=8", "hydra.sweep.dir=sweep", "tracking=none"
+    )
+    out = run(command, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "hydra.sweeper.n_jobs=8, but 2 trial(s) left: starting 2 worker(s)" in out.stdout
     assert sorted(p.name for p in (tmp_path / "sweep" / "workers").iterdir()) == ["0", "1"]  # one folder a worker
-    assert_budget_done(tmp_path, budget=2)
+    assert [t.state for t in trials(tmp_path)] == [TrialState.COMPLETE] * 2
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_single_run_stopped_by_a_signal_ends_killed_with_one_line(tmp_path, signum):
+def test_a_single_run_stopped_by_a_signal_ends_killed_with_one_line(workdir, signum):
     from tiny import TINY_SWEEP
 
-    process = start([VAE_TRAIN, *TINY_SWEEP, "trainer.epochs=2000"], tmp_path)
+    process = start([VAE_TRAIN, *TINY_SWEEP, "trainer.epochs=2000"], workdir)
     try:
-        wait_until(lambda: sql(tmp_path / "mlflow.db", "SELECT status FROM runs") == [("RUNNING",)], "the run")
+        wait_until(lambda: sql(workdir / "mlflow.db", "SELECT status FROM runs") == [("RUNNING",)], "the run")
         process.send_signal(signum)
         code, _, stderr = finish(process)
     finally:
         kill_group(process)
     assert code == 130, stderr[-3000:]
     assert "Traceback" not in stderr
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
     (run_,) = client.search_runs([client.get_experiment_by_name("vae-sweep").experiment_id])
     name = signal.Signals(signum).name
     assert stderr.strip().splitlines()[-1] == (
@@ -205,16 +209,16 @@ def test_a_single_run_stopped_by_a_signal_ends_killed_with_one_line(tmp_path, si
     assert run_.info.status == "KILLED" and run_.data.tags["failure_reason"] == "interrupted"
 
 
-def test_a_worker_paused_past_the_grace_period_drops_its_trial_quietly_when_it_wakes(tmp_path):
+def test_a_worker_paused_past_the_grace_period_drops_its_trial_quietly_when_it_wakes(workdir):
     command = sweep_command(
         "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=2", "trainer.epochs=150", "hydra.sweeper.pruner.name=none",
         "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",  # the pause must outlast it
     )  # fmt: skip
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
-        paused = wait_until(lambda: len(training(tmp_path)) == 2 and training(tmp_path)[0], "two trials to train")
+        paused = wait_until(lambda: len(training(workdir)) == 2 and training(workdir)[0], "two trials to train")
         os.kill(owner_pid(paused), signal.SIGSTOP)  # Ctrl-Z, a suspended laptop, a paused VM
-        wait_until(lambda: retry_of(tmp_path, paused.number), "the other worker to fail and retry the trial")
+        wait_until(lambda: retry_of(workdir, paused.number), "the other worker to fail and retry the trial")
         os.kill(owner_pid(paused), signal.SIGCONT)
         code, stdout, stderr = finish(sweep)
     finally:
@@ -223,9 +227,9 @@ def test_a_worker_paused_past_the_grace_period_drops_its_trial_quietly_when_it_w
     assert "Traceback" not in stderr
     assert f"trial {paused.number} was failed by another process while this worker was stopped" in stdout
     assert "Results:" in stdout
-    all_trials = assert_budget_done(tmp_path, budget=6)
+    all_trials = assert_budget_done(workdir, budget=6)
     assert {t.number: t for t in all_trials}[paused.number].state is TrialState.FAIL
-    client, _, _ = mlflow_runs(tmp_path)
+    client, _, _ = mlflow_runs(workdir)
     woken = client.get_run(paused.user_attrs["mlflow_run_id"])
     assert woken.info.status == "FAILED" and woken.data.tags["failure_reason"] == "worker_died"
 
@@ -250,48 +254,48 @@ def test_a_kill_while_mlflow_creates_its_store_leaves_nothing_half_made(tmp_path
     assert_budget_done(tmp_path, budget=2)
 
 
-def test_a_kill_while_the_budget_is_added_is_completed_by_the_same_command(tmp_path):
+def test_a_kill_while_the_budget_is_added_is_completed_by_the_same_command(workdir):
     budget = 24  # about 0.1 s of inserts: the kill lands among them
     command = sweep_command(f"hydra.sweeper.n_trials={budget}", "trainer.epochs=1", "hydra.sweeper.pruner.name=none")
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     try:
         slots_query = "SELECT count(*) FROM trials"
-        landed = kill_when(sweep, lambda: 0 < scalar(tmp_path / "optuna.db", slots_query) < budget)
+        landed = kill_when(sweep, lambda: 0 < scalar(workdir / "optuna.db", slots_query) < budget)
         sweep.wait()
     finally:
         kill_group(sweep)
-    slots = scalar(tmp_path / "optuna.db", slots_query)
+    slots = scalar(workdir / "optuna.db", slots_query)
     assert landed and 0 < slots < budget, slots
-    again = run(command, tmp_path)
+    again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"Added {budget - slots} trials to the budget" in again.stdout
-    assert_budget_done(tmp_path, budget=budget)
+    assert_budget_done(workdir, budget=budget)
 
 
-def test_a_kill_right_after_the_parent_run_was_made_leaves_one_parent(tmp_path):
+def test_a_kill_right_after_the_parent_run_was_made_leaves_one_parent(workdir):
     command = sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none")
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     parents = "SELECT count(*) FROM tags WHERE key = 'vae_sweep.role'"
     recorded = "SELECT count(*) FROM study_user_attributes WHERE key = 'mlflow_parent_run_id'"
     try:
         assert kill_when(
-            sweep, lambda: scalar(tmp_path / "mlflow.db", parents) and not scalar(tmp_path / "optuna.db", recorded)
+            sweep, lambda: scalar(workdir / "mlflow.db", parents) and not scalar(workdir / "optuna.db", recorded)
         )
         sweep.wait()
     finally:
         kill_group(sweep)
-    if scalar(tmp_path / "optuna.db", recorded):
+    if scalar(workdir / "optuna.db", recorded):
         pytest.skip("the kill landed after the parent run's id was recorded (a window of milliseconds)")
-    again = run(command, tmp_path)
+    again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_budget_done(tmp_path, budget=2)  # one parent run, FINISHED, with both trials under it
+    assert_budget_done(workdir, budget=2)  # one parent run, FINISHED, with both trials under it
 
 
 @pytest.mark.parametrize("moment", ["claimed_not_started", "trained_not_told", "ctrl_c_twice"])
-def test_a_signal_at_a_trial_boundary_never_leaves_it_running(tmp_path, moment):
+def test_a_signal_at_a_trial_boundary_never_leaves_it_running(workdir, moment):
     command = sweep_command("hydra.sweeper.n_trials=2", *LONG_TRIALS)
-    sweep = start(command, tmp_path)
-    optuna_db, mlflow_db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
+    sweep = start(command, workdir)
+    optuna_db, mlflow_db = workdir / "optuna.db", workdir / "mlflow.db"
     try:
         if moment == "claimed_not_started":  # RUNNING, owner recorded, no MLflow run yet
             assert kill_when(sweep, lambda: claimed_without_run(optuna_db), signal.SIGTERM)
@@ -299,7 +303,7 @@ def test_a_signal_at_a_trial_boundary_never_leaves_it_running(tmp_path, moment):
             final = "SELECT count(*) FROM latest_metrics WHERE key = 'test_loss'"
             assert kill_when(sweep, lambda: scalar(mlflow_db, final) > 0, signal.SIGTERM)
         else:
-            wait_until(lambda: training(tmp_path), "trial 0 to train")
+            wait_until(lambda: training(workdir), "trial 0 to train")
             sweep.send_signal(signal.SIGINT)
             time.sleep(0.05)  # the second lands in the clean-up of the first
             sweep.send_signal(signal.SIGINT)
@@ -308,16 +312,16 @@ def test_a_signal_at_a_trial_boundary_never_leaves_it_running(tmp_path, moment):
         kill_group(sweep)
     assert code == 130, stderr[-3000:]
     assert "Traceback" not in stderr
-    first = trials(tmp_path)[0]
-    client, _, children = mlflow_runs(tmp_path)
-    assert not [t for t in trials(tmp_path) if t.state is TrialState.RUNNING]
+    first = trials(workdir)[0]
+    client, _, children = mlflow_runs(workdir)
+    assert not [t for t in trials(workdir) if t.state is TrialState.RUNNING]
     assert not [r for r in children if r.info.status == "RUNNING"]
     if moment == "trained_not_told":  # the result is kept
         assert first.state is TrialState.COMPLETE
         assert client.get_run(first.user_attrs["mlflow_run_id"]).info.status == "FINISHED"
         return
     assert first.state is TrialState.FAIL and first.user_attrs["failure_reason"] == "interrupted"
-    assert retry_of(tmp_path, 0)[0].state is TrialState.WAITING
+    assert retry_of(workdir, 0)[0].state is TrialState.WAITING
     if "mlflow_run_id" in first.user_attrs:  # the signal may land after its run started
         run_ = client.get_run(first.user_attrs["mlflow_run_id"])
         assert run_.info.status == "KILLED" and run_.data.tags["optuna.trial_state"] == "FAIL"
@@ -332,29 +336,29 @@ def claimed_without_run(optuna_db) -> bool:
     return any("vae_sweep.worker" in (keys or "") and "mlflow_run_id" not in (keys or "") for _, keys in rows)
 
 
-def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_if_never_killed(tmp_path):
+def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_if_never_killed(workdir):
     epochs, every = 300, 25
     command = sweep_command(
         "hydra.sweeper.n_trials=1", f"trainer.epochs={epochs}", f"trainer.checkpoint_every={every}",
         "hydra.sweeper.pruner.name=none", "hydra.sweeper.grace_period=600",
     )  # fmt: skip
-    sweep = start(command, tmp_path)
+    sweep = start(command, workdir)
     logged = "SELECT max(step) FROM metrics WHERE key = 'train_loss'"
     try:  # killed after two checkpoints at least, well before the end
-        wait_until(lambda: scalar(tmp_path / "mlflow.db", logged) >= 2 * every, "two checkpoints")
+        wait_until(lambda: scalar(workdir / "mlflow.db", logged) >= 2 * every, "two checkpoints")
         sweep.send_signal(signal.SIGKILL)
         sweep.wait()
     finally:
         kill_group(sweep)
-    killed_at = scalar(tmp_path / "mlflow.db", logged)
+    killed_at = scalar(workdir / "mlflow.db", logged)
     assert killed_at < epochs
-    again = run(command, tmp_path)
+    again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
-    first, retry = assert_budget_done(tmp_path, budget=1)
+    first, retry = assert_budget_done(workdir, budget=1)
     assert first.state is TrialState.FAIL and retry.system_attrs["failed_trial"] == 0
     run_id = first.user_attrs["mlflow_run_id"]
     assert retry.user_attrs["mlflow_run_id"] == run_id  # the same MLflow child run goes on
-    client, _, children = mlflow_runs(tmp_path)
+    client, _, children = mlflow_runs(workdir)
     assert [r.info.run_id for r in children] == [run_id]
     resumed = client.get_run(run_id)
     resumed_at = int(resumed.data.tags["vae_sweep.resumed_at_epoch"])
@@ -366,8 +370,8 @@ def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_
 
     # Trained again from scratch, never killed: the same final metrics and weights, bit for bit.
     check = subprocess.run(
-        [shutil.which("vae-reproduce"), run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"],
-        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=TIMEOUT_S,
+        [shutil.which("vae-reproduce"), run_id, "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"],
+        cwd=workdir, env=clean_env(), capture_output=True, text=True, timeout=TIMEOUT_S,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "Weights: bitwise equal" in check.stdout and "Verdict: identical" in check.stdout, check.stdout

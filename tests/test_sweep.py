@@ -6,14 +6,11 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -241,53 +238,9 @@ def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_pat
     assert not (tmp_path / "optuna.db").exists()  # checked before the study exists
 
 
-def training_trials(cwd: Path) -> list:
-    """RUNNING trials that have opened their MLflow run."""
-    if not (cwd / "optuna.db").exists():
-        return []
-    try:
-        running = load_study(cwd).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    except (KeyError, sqlalchemy.exc.OperationalError):  # the sweep is still creating its tables or study
-        return []
-    return [t for t in running if "mlflow_run_id" in t.user_attrs]
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_a_gpu_stops_the_sweep_before_its_study_exists(tmp_path):
     out = sweep(tmp_path, "trainer.device=cuda")
     assert out.returncode == 2
     assert "vae-train: error: trainer.device: cuda was asked for but torch sees no CUDA device" in out.stderr
     assert not (tmp_path / "optuna.db").exists()  # no study, no budget spent on trials that cannot run
-
-
-def test_ctrl_c_fails_the_running_trial_queues_its_retry_and_a_rerun_resumes(tmp_path):
-    args = [
-        VAE_TRAIN, "-m", "study=quick", "hydra.sweeper.study_name=s", *TINY_SWEEP,
-        "trainer.epochs=300", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    sweeper = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not training_trials(tmp_path):
-        time.sleep(0.5)
-    sweeper.send_signal(signal.SIGINT)
-    _, stderr = sweeper.communicate(timeout=120)
-    assert sweeper.returncode == 130, stderr
-    assert "run the same command again to resume study 's'" in stderr
-    trials = load_study(tmp_path).trials
-    assert trials[1].state.name == "WAITING"  # no new trial started after the interrupt
-    _, parents, children = runs(tmp_path)
-    assert parents[0].info.status == "KILLED"
-    if trials[0].state.name == "FAIL":  # stopped mid-trial: closed, and its retry queued
-        assert trials[0].user_attrs["failure_reason"] == "interrupted"
-        assert trials[2].state.name == "WAITING" and trials[2].system_attrs["failed_trial"] == 0
-        assert children[0].info.status == "KILLED" and children[0].data.tags["failure_reason"] == "interrupted"
-    else:  # Python swallowed the interrupt (it does inside finalizers): the trial finished cleanly
-        assert trials[0].state.name == "COMPLETE" and children[0].info.status == "FINISHED"
-    rerun = subprocess.run(
-        [*args[:-3], "trainer.epochs=2", *args[-2:]], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    states = [t.state.name for t in load_study(tmp_path).trials]
-    assert states.count("COMPLETE") == 2 and "WAITING" not in states and "RUNNING" not in states
-    assert runs(tmp_path)[1][0].info.status == "FINISHED"  # the parent run reopened and finished

@@ -66,8 +66,9 @@ def run_experiment(
     if not config.trainer.checkpoint_every:
         checkpoint = resume = None
     if not isinstance(config.tracking, MlflowTracking):
+        state = find_checkpoint(config, resume, None)
         with interrupts.interruptible():
-            return train(config, callbacks, checkpoint=checkpoint, resume=find_checkpoint(config, resume, None))
+            return train(config, shielded(callbacks), checkpoint=checkpoint, resume=state)
     from vae_sweep.tracking import TRACKING_ERRORS, MlflowRun  # mlflow takes seconds to import
 
     state = None
@@ -91,12 +92,12 @@ def run_experiment(
             run = None
     if run is None:
         with interrupts.interruptible():
-            return train(config, callbacks, checkpoint=checkpoint, resume=state)
+            return train(config, shielded(callbacks), checkpoint=checkpoint, resume=state)
     try:
         if on_run_start is not None:
             on_run_start(run.run_id)
         with interrupts.interruptible():
-            result = train(config, [run, *callbacks], checkpoint=checkpoint, resume=state)
+            result = train(config, shielded([run, *callbacks]), checkpoint=checkpoint, resume=state)
     except BaseException as error:
         with interrupts.shielded():
             close_failed_run(run, error)
@@ -106,6 +107,11 @@ def run_experiment(
     with interrupts.shielded():
         run.finish(result)
     return result
+
+
+def shielded(callbacks: Sequence[EpochCallback]) -> list[EpochCallback]:
+    """Training may be interrupted anywhere but inside a callback's calls to a store."""
+    return [interrupts.ShieldedCallback(callback) for callback in callbacks]  # type: ignore[misc]
 
 
 def close_failed_run(run: Any, error: BaseException) -> None:

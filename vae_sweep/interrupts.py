@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -82,12 +83,16 @@ class InterruptState:
 
     @contextlib.contextmanager
     def shielded(self) -> Iterator[None]:
-        """Here a signal is only recorded, for the code to act on at its next ``requested()``."""
+        """Here a signal is only recorded, for the code to act on at its next ``requested()``.
+        Inside ``interruptible()`` (an MLflow or Optuna call made while training), a signal that
+        came meanwhile is raised as soon as the shielded call is done, never in the middle of it."""
         self.modes.append(False)
         try:
             yield
         finally:
             self.modes.pop()
+        if self.modes and self.modes[-1] and self.signum is not None and not self.raised:
+            self.raise_now()
 
 
 STATE = InterruptState()
@@ -105,6 +110,27 @@ def install() -> bool:
         if signal.getsignal(signum) != STATE.on_signal:
             signal.signal(signum, STATE.on_signal)
     return True
+
+
+class ShieldedCallback:
+    """A training callback whose every call runs ``shielded()``: its database writes (MLflow's
+    metrics, Optuna's intermediate values) are never cut in half by a signal, which would leave a
+    transaction open and the store locked for the clean-up that follows."""
+
+    def __init__(self, callback: object) -> None:
+        self.callback = callback
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self.callback, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: object, **kwargs: object) -> object:
+            with shielded():
+                return attribute(*args, **kwargs)
+
+        return call
 
 
 @contextlib.contextmanager
