@@ -291,6 +291,22 @@ def test_a_pruner_on_a_multi_objective_study_is_refused(tmp_path: Path):
     assert_nothing_trained(tmp_path)
 
 
+@needs_vae_train
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hydra.sweeper.heartbeat_interval=-1", "must be >= 0 seconds (0 turns heartbeats off), got -1"),
+        ("hydra.sweeper.grace_period=0", "must be > 0 seconds or null (twice the heartbeat interval), got 0"),
+        ("hydra.sweeper.max_retry=-1", "must be >= 0, got -1"),
+    ],
+)
+def test_heartbeat_and_retry_settings_out_of_range_are_refused(tmp_path: Path, override: str, message: str):
+    out = sweep(tmp_path, "study=quick", override)
+    assert out.returncode == 2, out.stderr
+    assert one_error_line(out.stderr) == f"{override.split('=')[0]}: {message}"
+    assert_nothing_trained(tmp_path)
+
+
 def study_folder(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> str:
     """A config folder of the user's with ``study/<name>.yaml``; returns its searchpath override."""
     (tmp_path / "my_conf" / "study").mkdir(parents=True)

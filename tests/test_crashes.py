@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -37,6 +38,8 @@ from sweep_processes import (
     trials,
     wait_until,
 )
+
+from vae_sweep.sweep.study import make_storage
 
 pytestmark = [
     pytest.mark.slow,
@@ -375,3 +378,19 @@ def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert "Weights: bitwise equal" in check.stdout and "Verdict: identical" in check.stdout, check.stdout
+
+
+def test_with_heartbeats_off_a_trial_on_another_machine_is_named_and_the_study_not_called_done(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name("s"), 0)
+    storage.set_trial_state_values(trial_id, TrialState.RUNNING)  # claimed by a worker elsewhere
+    elsewhere = {"host": "gpu-node-7/another-boot/1", "pid": 4242, "started": 1, "launch": "theirs"}
+    storage.set_trial_user_attr(trial_id, "vae_sweep.worker", elsewhere)
+    out = run(
+        sweep_command("hydra.sweeper.n_trials=1", "hydra.sweeper.heartbeat_interval=0", "tracking=none"), tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Not done: trial(s) 0 (gpu-node-7, pid 4242) still run in other processes" in out.stdout, out.stdout
+    assert [t.state for t in trials(tmp_path)] == [TrialState.RUNNING]  # not ours to fail without a heartbeat

@@ -86,6 +86,9 @@ def test_three_processes_run_one_budget_of_trials_together(fresh_postgres_url: s
     logs = "\n".join(f"--- worker{i} ---\n{(cwd / 'output.log').read_text()[-4000:]}" for i, cwd in enumerate(cwds))
     assert codes is not None, f"the sweep was not done after {TIMEOUT_S} s\n{logs}"
     assert codes == [0] * N_PROCESSES, logs
+    # Each process waited for the trials the others ran, so each reports the whole study as done.
+    for cwd in cwds:
+        assert f"Study 'dist': {N_TRIALS} trials ({N_TRIALS} COMPLETE)" in (cwd / "output.log").read_text(), logs
 
     # Optuna: exactly the budget, each trial once, all finished.
     study = optuna.load_study(study_name="dist", storage=storage)

@@ -48,13 +48,13 @@ def results(cwd: Path, sweep_dir: str) -> dict:
     return yaml.safe_load((cwd / sweep_dir / "optimization_results.yaml").read_text())
 
 
-def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(tmp_path):
-    out = sweep(tmp_path, "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner.name=none", "hydra.sweep.dir=sweep")
+def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(workdir):
+    out = sweep(workdir, "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner.name=none", "hydra.sweep.dir=sweep")
     assert out.returncode == 0, out.stderr
-    study = load_study(tmp_path)
+    study = load_study(workdir)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # each trial draws anew
-    client, parents, children = runs(tmp_path)
+    client, parents, children = runs(workdir)
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.run_name == "s" and parent.info.status == "FINISHED"
@@ -69,7 +69,7 @@ def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(tmp_p
         assert set(EPOCH_METRICS) | set(FINAL_METRICS) <= set(child.data.metrics)
         assert child.data.params["optimizer.name"] == trial.params["optimizer"]
         assert float(child.data.params["optimizer.lr"]) == trial.params["optimizer.lr"]
-    summary = results(tmp_path, "sweep")
+    summary = results(workdir, "sweep")
     assert summary["best_value"] == study.best_value
     assert summary["best_trial"] == study.best_trial.number
     assert summary["best_run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
@@ -80,28 +80,28 @@ def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(tmp_p
     assert "Results:" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
 
 
-def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(tmp_path):
-    assert sweep(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first").returncode == 0
-    out = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=second")
+def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(workdir):
+    assert sweep(workdir, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first").returncode == 0
+    out = sweep(workdir, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=second")
     assert out.returncode == 0, out.stderr
-    assert [t.number for t in load_study(tmp_path).trials] == [0, 1, 2]
-    again = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=third")
+    assert [t.number for t in load_study(workdir).trials] == [0, 1, 2]
+    again = sweep(workdir, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=third")
     assert again.returncode == 0, again.stderr
-    assert len(load_study(tmp_path).trials) == 3  # the budget is met: nothing to add
-    _, parents, children = runs(tmp_path)
+    assert len(load_study(workdir).trials) == 3  # the budget is met: nothing to add
+    _, parents, children = runs(workdir)
     assert len(parents) == 1
     assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [0, 1, 2]
-    assert (tmp_path / "second" / "2" / ".hydra" / "config.yaml").exists()  # job folder = trial number
-    fresh = sweep(tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.fresh=true", "hydra.sweep.dir=fresh")
+    assert (workdir / "second" / "2" / ".hydra" / "config.yaml").exists()  # job folder = trial number
+    fresh = sweep(workdir, "hydra.sweeper.n_trials=1", "hydra.sweeper.fresh=true", "hydra.sweep.dir=fresh")
     assert fresh.returncode == 0, fresh.stderr
-    names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/optuna.db")}
+    names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{workdir}/optuna.db")}
     assert len(names) == 2 and "s" in names  # a new study beside the old one, which is kept
-    assert len(runs(tmp_path)[1]) == 2
+    assert len(runs(workdir)[1]) == 2
 
 
-def test_grid_sampler_enumerates_every_combination_once(tmp_path):
+def test_grid_sampler_enumerates_every_combination_once(workdir):
     out = sweep(
-        tmp_path,
+        workdir,
         "hydra.sweeper.sampler.name=grid",
         "~hydra.sweeper.sampler.options.n_startup_trials",
         "hydra.sweeper.n_trials=10",
@@ -111,16 +111,16 @@ def test_grid_sampler_enumerates_every_combination_once(tmp_path):
         "model.activation=choice(relu,tanh)",
     )
     assert out.returncode == 0, out.stderr
-    study = load_study(tmp_path)
+    study = load_study(workdir)
     combos = sorted(
         (t.params["optimizer"], t.params["optimizer.lr"], t.params["model.activation"]) for t in study.trials
     )
     assert len(combos) == 8 == len(set(combos))  # n_trials is capped at the grid's size
 
 
-def test_pruner_stops_a_bad_trial_and_keeps_its_curve(tmp_path):
+def test_pruner_stops_a_bad_trial_and_keeps_its_curve(workdir):
     out = sweep(
-        tmp_path,
+        workdir,
         "hydra.sweeper.sampler.name=grid",
         "~hydra.sweeper.sampler.options.n_startup_trials",
         "hydra.sweeper.pruner.name=threshold",
@@ -133,10 +133,10 @@ def test_pruner_stops_a_bad_trial_and_keeps_its_curve(tmp_path):
         "trainer.epochs=3",
     )
     assert out.returncode == 0, out.stderr
-    states = {t.params["model.likelihood"]: t for t in load_study(tmp_path).trials}
+    states = {t.params["model.likelihood"]: t for t in load_study(workdir).trials}
     assert states["bernoulli"].state.name == "COMPLETE"
     assert states["gaussian"].state.name == "PRUNED"
-    client, _, children = runs(tmp_path)
+    client, _, children = runs(workdir)
     pruned = next(r for r in children if r.data.tags["optuna.trial_state"] == "PRUNED")
     assert pruned.info.status == "FINISHED"
     epoch = int(pruned.data.tags["pruned_at_epoch"])
@@ -144,9 +144,9 @@ def test_pruner_stops_a_bad_trial_and_keeps_its_curve(tmp_path):
     assert [m.step for m in client.get_metric_history(pruned.info.run_id, "val_loss")] == list(range(1, epoch + 1))
 
 
-def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path):
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(workdir):
     out = sweep(
-        tmp_path,
+        workdir,
         "hydra.sweeper.sampler.name=grid",
         "~hydra.sweeper.sampler.options.n_startup_trials",
         "hydra.sweeper.pruner.name=none",
@@ -154,63 +154,63 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(tmp_path)
         "optimizer.lr=choice(0.01,1000000.0)",
     )
     assert out.returncode == 0, out.stderr
-    trials = {t.params["optimizer.lr"]: t for t in load_study(tmp_path).trials}
+    trials = {t.params["optimizer.lr"]: t for t in load_study(workdir).trials}
     assert trials[0.01].state.name == "COMPLETE"
     assert trials[1e6].state.name == "FAIL"
     assert trials[1e6].user_attrs["failure_reason"] == "nan_loss"
-    _, _, children = runs(tmp_path)
+    _, _, children = runs(workdir)
     failed = next(r for r in children if r.info.status == "FAILED")
     assert failed.data.tags["failure_reason"] == "nan_loss"
     assert failed.data.tags["optuna.trial_state"] == "FAIL"
 
 
-def test_a_sweep_whose_trials_all_fail_exits_non_zero(tmp_path):
-    out = sweep(tmp_path, "hydra.sweeper.n_trials=2", "optimizer=sgd", "optimizer.lr=1000000.0")
+def test_a_sweep_whose_trials_all_fail_exits_non_zero(workdir):
+    out = sweep(workdir, "hydra.sweeper.n_trials=2", "optimizer=sgd", "optimizer.lr=1000000.0")
     assert out.returncode != 0
     assert "all 2 trials of study 's' failed" in out.stderr
-    assert [t.state.name for t in load_study(tmp_path).trials] == ["FAIL", "FAIL"]
+    assert [t.state.name for t in load_study(workdir).trials] == ["FAIL", "FAIL"]
 
 
-def test_max_failure_rate_stops_claiming_trials_and_says_why(tmp_path):
+def test_max_failure_rate_stops_claiming_trials_and_says_why(workdir):
     out = sweep(
-        tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.max_failure_rate=0.5", "optimizer=sgd", "optimizer.lr=1e6"
+        workdir, "hydra.sweeper.n_trials=6", "hydra.sweeper.max_failure_rate=0.5", "optimizer=sgd", "optimizer.lr=1e6"
     )
     assert out.returncode != 0
     assert "more than 50% of the trials failed" in out.stderr and "stopped early" in out.stderr
-    states = [t.state.name for t in load_study(tmp_path).trials]
+    states = [t.state.name for t in load_study(workdir).trials]
     assert states == ["FAIL"] * 3 + ["WAITING"] * 3  # nothing is lost: the budget waits for a fix
 
 
-def test_two_jobs_run_trials_at_the_same_time(tmp_path):
+def test_two_jobs_run_trials_at_the_same_time(workdir):
     out = sweep(
-        tmp_path,
+        workdir,
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.pruner.name=none",
         "trainer.epochs=4",
     )
     assert out.returncode == 0, out.stderr
-    trials = load_study(tmp_path).trials
+    trials = load_study(workdir).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
     overlapping = any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
     assert overlapping, spans
 
 
-def test_multi_objective_study_reports_its_pareto_front(tmp_path):
+def test_multi_objective_study_reports_its_pareto_front(workdir):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     out = subprocess.run(
         [VAE_TRAIN, "-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP],
-        cwd=tmp_path,
+        cwd=workdir,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    study = load_study(tmp_path, "pareto")
+    study = load_study(workdir, "pareto")
     assert len(study.directions) == 2
-    front = results(tmp_path, "sweep")["best_trials"]
+    front = results(workdir, "sweep")["best_trials"]
     assert {entry["trial"] for entry in front} == {t.number for t in study.best_trials}
     assert all(len(entry["values"]) == 2 for entry in front)
 

@@ -73,8 +73,8 @@ def make_storage(
             return RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
+                heartbeat_interval=heartbeat_interval or None,  # 0 turns heartbeats off
+                grace_period=grace_period if heartbeat_interval else None,
                 heartbeat_stale_trial_callback=retry,
             )
 

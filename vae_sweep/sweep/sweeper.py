@@ -206,6 +206,17 @@ class OptunaSweeperImpl:
             "hydra.sweeper.max_failure_rate",
             f"must be in [0, 1], got {settings.max_failure_rate}",
         )
+        require(
+            settings.heartbeat_interval >= 0,
+            "hydra.sweeper.heartbeat_interval",
+            f"must be >= 0 seconds (0 turns heartbeats off), got {settings.heartbeat_interval}",
+        )
+        require(
+            settings.grace_period is None or settings.grace_period > 0,
+            "hydra.sweeper.grace_period",
+            f"must be > 0 seconds or null (twice the heartbeat interval), got {settings.grace_period}",
+        )
+        require(settings.max_retry >= 0, "hydra.sweeper.max_retry", f"must be >= 0, got {settings.max_retry}")
         base = self.validate_configs(fixed, space, len(directions))
         base.trainer.resolve_device()  # cuda asked for on a machine without one
         base.data.check()  # missing or corrupt data files would fail every trial
