@@ -61,6 +61,19 @@ def finish(process: subprocess.Popen, timeout: float = TIMEOUT_S) -> tuple[int, 
     return process.returncode, stdout, stderr
 
 
+def kill_while_training(command: Sequence[str], cwd: Path, number: int) -> FrozenTrial:
+    """Start the sweep and SIGKILL it (no clean-up of any kind) while trial ``number`` trains;
+    returns that trial as it was just before."""
+    process = start(command, cwd)
+    try:
+        trial = wait_until(lambda: [t for t in training(cwd) if t.number == number], f"trial {number} to train")[0]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        kill_group(process)
+    return trial
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """Make sure nothing of a test's process tree outlives the test."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

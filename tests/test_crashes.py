@@ -26,6 +26,7 @@ from sweep_processes import (
     finish,
     kill_group,
     kill_when,
+    kill_while_training,
     mlflow_runs,
     owner_pid,
     run,
@@ -45,18 +46,19 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(VAE_TRAIN is None, reason="vae-train is not installed (pip install -e .)"),
 ]
-LONG_TRIALS = ("trainer.epochs=150", "hydra.sweeper.pruner.name=none", "hydra.sweeper.grace_period=600")
+# Trials of a second or two, long enough to be caught training; no weights or pictures to log.
+LONG_TRIALS = (
+    "trainer.epochs=100",
+    "hydra.sweeper.pruner.name=none",
+    "hydra.sweeper.grace_period=600",
+    "tracking.log_model=false",
+    "tracking.log_images=false",
+)
 
 
 def test_kill_9_then_the_same_command_at_once_completes_the_budget(workdir):
     command = sweep_command("hydra.sweeper.n_trials=4", *LONG_TRIALS)
-    sweep = start(command, workdir)
-    try:
-        victim = wait_until(lambda: [t for t in training(workdir) if t.number == 1], "trial 1 to train")[0]
-        sweep.send_signal(signal.SIGKILL)
-        sweep.wait()
-    finally:
-        kill_group(sweep)
+    victim = kill_while_training(command, workdir, number=1)
     again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Traceback" not in again.stderr
@@ -99,13 +101,7 @@ def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(workdir
     assert killed.data.tags["optuna.trial_state"] == "FAIL"
 
     # The retry's worker is then killed: the interrupt did not use up max_retry=1, so it is retried.
-    sweep = start(command, workdir)
-    try:
-        wait_until(lambda: [t for t in training(workdir) if t.number == 2], "the retry to train")
-        sweep.send_signal(signal.SIGKILL)
-        sweep.wait()
-    finally:
-        kill_group(sweep)
+    kill_while_training(command, workdir, number=2)
     again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     all_trials = assert_budget_done(workdir, budget=2)
@@ -259,7 +255,10 @@ def test_a_kill_while_mlflow_creates_its_store_leaves_nothing_half_made(tmp_path
 
 def test_a_kill_while_the_budget_is_added_is_completed_by_the_same_command(workdir):
     budget = 24  # about 0.1 s of inserts: the kill lands among them
-    command = sweep_command(f"hydra.sweeper.n_trials={budget}", "trainer.epochs=1", "hydra.sweeper.pruner.name=none")
+    command = sweep_command(
+        f"hydra.sweeper.n_trials={budget}", "trainer.epochs=1", "hydra.sweeper.pruner.name=none",
+        "tracking.log_model=false", "tracking.log_images=false",
+    )  # fmt: skip
     sweep = start(command, workdir)
     try:
         slots_query = "SELECT count(*) FROM trials"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, Prog
 from vae_sweep.errors import ConfigError
 from vae_sweep.mlflow_store import create_sqlite_atomically, sqlite_file
 from vae_sweep.names import BUDGET_ATTR, FAILURE_REASON_ATTR, RETRY_OF_ATTR, WORKER_DIED
+from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.owners import OWNER_ATTR, Owner, is_gone
 from vae_sweep.sweep.retry import RetryTrial
 from vae_sweep.urls import masked
@@ -236,17 +236,6 @@ def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
     if interval is None:
         yield
         return
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            storage.record_heartbeat(trial_id)
-
     storage.record_heartbeat(trial_id)
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
-    thread.start()
-    try:
+    with repeating(interval, lambda: storage.record_heartbeat(trial_id), f"heartbeat-{trial_id}"):
         yield
-    finally:
-        stop.set()
-        thread.join()

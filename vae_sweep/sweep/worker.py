@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from optuna.trial import TrialState
 from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, TrainingPruned
 from vae_sweep.names import FAILURE_REASON_ATTR, INTERRUPTED, RUN_ID_ATTR, TRIAL_STATE_TAG, WORKER_DIED
+from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
@@ -340,19 +340,13 @@ def watching_sweeper(sweeper_pid: int) -> Iterator[None]:
     if not sweeper_pid or os.getpid() == sweeper_pid or os.getppid() != sweeper_pid:
         yield
         return
-    stop = threading.Event()
 
-    def watch() -> None:
-        while not stop.wait(1.0):
-            if os.getppid() != sweeper_pid:
-                log.warning("the sweep's process %d is gone: stopping this worker", sweeper_pid)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+    def check() -> bool:
+        if os.getppid() == sweeper_pid:
+            return False
+        log.warning("the sweep's process %d is gone: stopping this worker", sweeper_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return True
 
-    thread = threading.Thread(target=watch, name="watch-sweeper", daemon=True)
-    thread.start()
-    try:
+    with repeating(1.0, check, "watch-sweeper"):
         yield
-    finally:
-        stop.set()
-        thread.join()
