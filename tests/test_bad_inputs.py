@@ -238,6 +238,14 @@ def test_a_value_of_the_wrong_type_names_the_key_the_value_and_the_type_wanted(
         (["trainer.batch_size=0"], "trainer.batch_size", "must be >= 1", "0"),
         (["trainer.epochs=0"], "trainer.epochs", "must be >= 1", "0"),
         (["trainer.epochs=-3"], "trainer.epochs", "must be >= 1", "-3"),
+        (["trainer.seed=-1"], "trainer.seed", "must be in [0, 2**32 - 1]", "-1"),
+        (["trainer.seed=4294967296"], "trainer.seed", "must be in [0, 2**32 - 1]", "4294967296"),
+        (
+            ["data.split_seed=9223372036854775808"],
+            "data.split_seed",
+            "must be in [0, 2**63 - 1]",
+            "9223372036854775808",
+        ),
     ],
 )
 def test_a_value_out_of_range_names_the_key_the_range_and_the_value(
@@ -259,6 +267,8 @@ def test_a_value_out_of_range_names_the_key_the_range_and_the_value(
         "model.encoder_hidden=[1]",
         "trainer.batch_size=1",
         "trainer.epochs=1",
+        "trainer.seed=4294967295",
+        "data.split_seed=9223372036854775807",
     ],
 )
 def test_the_edge_of_each_range_is_still_allowed(override: str, compose_config: Compose):
@@ -298,10 +308,21 @@ def test_a_pruner_on_a_multi_objective_study_is_refused(tmp_path: Path):
         ("hydra.sweeper.heartbeat_interval=-1", "must be >= 0 seconds (0 turns heartbeats off), got -1"),
         ("hydra.sweeper.grace_period=0", "must be > 0 seconds or null (twice the heartbeat interval), got 0"),
         ("hydra.sweeper.max_retry=-1", "must be >= 0, got -1"),
+        (
+            "hydra.sweeper.n_trials=1000000000000",
+            "must be in [1, 100,000] (each trial is a row written before the sweep starts), got 1000000000000",
+        ),
+        (
+            "hydra.launcher._target_=os.system",
+            "'os.system' is not a Hydra launcher; pick one with hydra/launcher=basic, joblib, submitit_local, "
+            "submitit_slurm or ray (their plugins installed)",
+        ),
     ],
 )
-def test_heartbeat_and_retry_settings_out_of_range_are_refused(tmp_path: Path, override: str, message: str):
-    out = sweep(tmp_path, "study=quick", override)
+def test_sweeper_settings_out_of_range_are_refused_before_anything_is_written(
+    tmp_path: Path, override: str, message: str
+):
+    out = run(tmp_path, VAE_TRAIN, "-m", "study=quick", *CHEAP_SWEEP, override)  # last: it wins
     assert out.returncode == 2, out.stderr
     assert one_error_line(out.stderr) == f"{override.split('=')[0]}: {message}"
     assert_nothing_trained(tmp_path)

@@ -4,12 +4,15 @@ is trained."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import pickle
 import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,9 +84,17 @@ def reproduce(capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def log_copy(client: MlflowClient, run, *, config_text: str | None, metrics: dict[str, float] | None = None) -> str:
+def log_copy(
+    client: MlflowClient,
+    run,
+    *,
+    config_text: str | None,
+    metrics: dict[str, float] | None = None,
+    weights: Callable[[bytes], bytes] | None = None,
+) -> str:
     """A FINISHED run in the same experiment holding ``config_text`` as its config.yaml, the
-    original's weights and ``metrics`` (the original's unless given); nothing is trained."""
+    original's weights (``weights(original bytes)`` instead, if given) and ``metrics`` (the
+    original's unless given); nothing is trained."""
     copy = client.create_run(run.info.experiment_id, run_name="copy")
     copy_id = copy.info.run_id
     if config_text is not None:
@@ -91,7 +102,10 @@ def log_copy(client: MlflowClient, run, *, config_text: str | None, metrics: dic
     values = run.data.metrics if metrics is None else metrics
     client.log_batch(copy_id, metrics=[Metric(k, v, 0, 2) for k, v in values.items()])
     with tempfile.TemporaryDirectory() as folder:
-        client.log_artifact(copy_id, client.download_artifacts(run.info.run_id, "model/state_dict.pt", folder), "model")
+        path = Path(client.download_artifacts(run.info.run_id, "model/state_dict.pt", folder))
+        if weights is not None:
+            path.write_bytes(weights(path.read_bytes()))
+        client.log_artifact(copy_id, str(path), "model")
     client.set_terminated(copy_id, "FINISHED")
     return copy_id
 
@@ -200,6 +214,12 @@ def tampered(config: dict, **changes) -> str:
     return yaml.safe_dump(changed, sort_keys=False)
 
 
+# 400 bytes that a YAML loader with aliases expands to 9**9 strings, more than memory holds.
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+)
+
+
 @pytest.mark.parametrize(
     ("make_text", "expected"),
     [
@@ -220,8 +240,12 @@ def tampered(config: dict, **changes) -> str:
             ["config_version: this config was written for config version 99", "re-run it with the vae-sweep"],
         ),
         (lambda config: None, ["has no config.yaml artifact"]),
+        (
+            lambda config: BILLION_LAUGHS,
+            ["is not plain YAML data (YAML aliases (*name) are refused", "line 2, column 8"],
+        ),
     ],
-    ids=["foreign-target", "target-from-another-group", "python-yaml-tag", "config-version", "no-config"],
+    ids=["foreign-target", "target-from-another-group", "python-yaml-tag", "config-version", "no-config", "aliases"],
 )
 def test_a_tampered_or_missing_config_is_refused_and_nothing_is_trained(
     store, capsys, monkeypatch, make_text, expected
@@ -416,3 +440,41 @@ def test_compare_weights_is_bitwise():
 
 def test_number_ranges():
     assert number_ranges([7, 0, 1, 2, 5, 8]) == "0-2, 5, 7-8"
+
+
+class Pwned:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def non_tensors(_: bytes) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"encoder.weight": "not a tensor"}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda data: data[: len(data) // 2], "refused by torch.load(weights_only=True)"),
+        (non_tensors, "is not a state_dict of tensors"),
+        (lambda _: pickle.dumps(Pwned()), "refused by torch.load(weights_only=True)"),
+    ],
+    ids=["truncated", "not-tensors", "malicious-pickle"],
+)
+def test_weights_that_cannot_be_compared_never_give_an_identical_verdict(store, capsys, monkeypatch, damage, why):
+    uri, client, original = store
+    copy_id = log_copy(
+        client,
+        original,
+        config_text=yaml.safe_dump(download_config(client, original.info.run_id), sort_keys=False),
+        weights=damage,
+    )
+    calls: list[str] = []
+    monkeypatch.setattr(os, "system", calls.append)
+    code, out, err = reproduce(capsys, copy_id, "--tracking-uri", uri)
+    assert code == 1, out + err
+    assert "Weights: not compared" in out and why in out
+    assert "Verdict: NOT VERIFIED: the weights could not be compared" in out
+    assert "Verdict: identical" not in out
+    assert calls == []  # the malicious pickle was never executed

@@ -10,10 +10,12 @@ import multiprocessing
 import optuna
 import pytest
 
+from vae_sweep.errors import ConfigError
 from vae_sweep.names import BUDGET_ATTR
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import this_process
-from vae_sweep.sweep.study import claim_trial, ensure_budget, make_storage
+from vae_sweep.sweep.space import parse_search_space
+from vae_sweep.sweep.study import check_space_fits, claim_trial, ensure_budget, make_storage
 from vae_sweep.sweep.sweeper import worker_count
 
 pytest_plugins = ["postgres"]
@@ -101,3 +103,21 @@ def test_no_more_workers_than_trials_left_and_a_warning_beyond_the_cores(caplog)
     caplog.clear()
     assert worker_count(8, 100, local=False, cores=2) == 8  # a cluster launcher: other machines' cores
     assert caplog.text == ""
+
+
+def test_a_resumed_study_may_move_bounds_but_not_change_a_choice_or_a_kind():
+    study = optuna.create_study(study_name="space")
+    trial = study.ask()
+    parse_search_space({"optimizer": "choice(adam, rmsprop)", "optimizer.lr": "interval(1e-4, 1e-2)"}).sample(trial)
+    study.tell(trial, 1.0)
+    check_space_fits(
+        study, parse_search_space({"optimizer": "choice(adam, rmsprop)", "optimizer.lr": "interval(1e-5, 1)"})
+    )
+    with pytest.raises(ConfigError) as changed:
+        check_space_fits(study, parse_search_space({"optimizer": "choice(adam, sgd)"}))
+    assert changed.value.key == "hydra.sweeper.params.optimizer"
+    assert changed.value.message.startswith("study 'space' searched it as choice(adam, rmsprop), now choice(adam, sgd)")
+    assert "hydra.sweeper.fresh=true" in changed.value.message
+    with pytest.raises(ConfigError) as other_kind:
+        check_space_fits(study, parse_search_space({"optimizer.lr": "choice(0.1, 0.01)"}))
+    assert other_kind.value.key == "hydra.sweeper.params.optimizer.lr"

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from vae_sweep import interrupts
 from vae_sweep.config import parse_objectives
 from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
 from vae_sweep.hydra_errors import config_file_error, frames_below, reraise
+from vae_sweep.mlflow_store import absolute_sqlite_url
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     # The run's own Hydra folder (a sweep trial's job folder), where a retry finds it.
     folder = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()
     checkpoint = folder / "checkpoint.pt"
+    launched_in = Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
+    if launched_in.resolve() != Path.cwd().resolve() and "uri" in cfg.get("tracking", {}):  # hydra.job.chdir=true
+        with open_dict(cfg):  # a relative store is the one where vae-train was started
+            cfg.tracking.uri = absolute_sqlite_url(cfg.tracking.uri, launched_in)
     try:
         objectives = parse_objectives(cfg.get("objective", "val_loss"))
         if link is not None and cfg.trainer.get("checkpoint_every"):

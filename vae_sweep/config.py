@@ -21,6 +21,7 @@ from vae_sweep.optim import OptimizerSpec, SchedulerSpec
 from vae_sweep.regularization import RegularizationSpec
 from vae_sweep.specs import parse_spec, register
 
+MAX_SEED = 2**32 - 1  # np.random.seed refuses larger ones
 # Bumped when a change makes older logged config.yaml files mean something else.
 CONFIG_VERSION = 1
 
@@ -49,6 +50,7 @@ class TrainerSpec:
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, 2**32 - 1] (NumPy's seeds), got {self.seed}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(
             self.num_threads is None or self.num_threads >= 1,

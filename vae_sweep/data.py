@@ -151,7 +151,11 @@ class DataSpec:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        require(self.split_seed >= 0, "split_seed", f"must be >= 0, got {self.split_seed}")
+        require(
+            0 <= self.split_seed < 2**63,
+            "split_seed",
+            f"must be in [0, 2**63 - 1] (a torch generator's seed), got {self.split_seed}",
+        )
 
     def load(self) -> DataSplits:
         raise NotImplementedError(f"{type(self).__name__} does not implement load()")

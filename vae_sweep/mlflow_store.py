@@ -25,6 +25,24 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
 
 
+def absolute_sqlite_url(uri: str, base: Path) -> str:
+    """A ``sqlite:///relative`` URL made absolute against ``base``; every other URL as it is.
+
+    Relative store paths mean "relative to where the command was started": a job that Hydra runs
+    in its own folder (``hydra.job.chdir=true``) must not open a new, empty store there.
+
+    >>> absolute_sqlite_url("sqlite:///optuna.db?timeout=5", Path("/work"))
+    'sqlite:////work/optuna.db?timeout=5'
+    >>> absolute_sqlite_url("sqlite:////tmp/x.db", Path("/work"))
+    'sqlite:////tmp/x.db'
+    """
+    path = sqlite_file(uri)
+    if path is None or path.is_absolute():
+        return uri
+    query = uri.partition("?")[2]
+    return f"sqlite:///{(base / path).resolve()}" + (f"?{query}" if query else "")
+
+
 def check_reachable(uri: str, *, key: str = "tracking.uri", timeout: float = 5.0) -> None:
     """Fail when a tracking server does not answer its health check (local stores need none)."""
     if not uri.startswith(("http://", "https://")):

@@ -59,6 +59,7 @@ TRIAL_NUMBER_TAG = "optuna.trial_number"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 BEST_RUN_TAG = "best.run_id"
 MAX_RESULTS = 1000  # runs per search_runs page
+NO_WEIGHTS = "the original run logged no weights (tracking.log_model=false)"
 
 
 class ReproduceError(Exception):
@@ -200,9 +201,9 @@ def fetch_config(client: MlflowClient, run: Run) -> dict[str, Any]:
         text = Path(client.download_artifacts(run_id, CONFIG_ARTIFACT, folder)).read_text()
     refused = f"run {run_id}'s {CONFIG_ARTIFACT} is refused"
     try:
-        config = yaml.safe_load(text)  # plain data: tags such as !!python/object are an error
+        config = yaml.load(text, Loader=DataLoader)  # plain data: tags such as !!python/object are an error
     except yaml.YAMLError as error:
-        raise ReproduceError(f"{refused}: it is not plain YAML data ({str(error).splitlines()[0]})") from None
+        raise ReproduceError(f"{refused}: it is not plain YAML data ({yaml_problem(error)})") from None
     if not isinstance(config, dict):
         raise ReproduceError(f"{refused}: expected a mapping of config groups, got {type(config).__name__}")
     try:
@@ -219,6 +220,26 @@ def fetch_config(client: MlflowClient, run: Run) -> dict[str, Any]:
     return config
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What the parser found and where, in one line."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem}, line {mark.line + 1}, column {mark.column + 1}"
+    return str(error).splitlines()[0]
+
+
+class DataLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` without aliases: vae-sweep never writes them, and aliases of aliases
+    ("billion laughs", 1.7 kB of text) expand to more data than memory holds."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are refused in a logged config", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def literal(config: Any) -> Any:
     """The resolved config as OmegaConf input that resolves to itself: a ``${`` in a logged
     string is text, never an interpolation (which could read environment variables)."""
@@ -232,7 +253,7 @@ def literal(config: Any) -> Any:
 def load_weights(client: MlflowClient, run_id: str) -> dict[str, torch.Tensor] | str:
     """The original ``state_dict`` (tensors only: ``weights_only=True``), or why there is none."""
     if not has_artifact(client, run_id, WEIGHTS_ARTIFACT):
-        return "the original run logged no weights (tracking.log_model=false)"
+        return NO_WEIGHTS
     with tempfile.TemporaryDirectory() as folder, quiet_downloads():
         path = client.download_artifacts(run_id, WEIGHTS_ARTIFACT, folder)
         try:
@@ -324,16 +345,21 @@ class Verdict:
 
     @property
     def within_tolerance(self) -> bool:
-        return self.label != "different"
+        return self.label in ("identical", "within_tolerance")
 
     @property
     def exit_code(self) -> int:
         return 0 if self.within_tolerance else 1
 
 
-def verdict(metrics: Sequence[MetricDiff], weights: WeightsDiff | None, tolerance: float) -> Verdict:
+def verdict(
+    metrics: Sequence[MetricDiff], weights: WeightsDiff | None, tolerance: float, unreadable: str | None = None
+) -> Verdict:
     """Identical when every non-timing metric and every weight is bit-for-bit the same; else the
-    largest relative difference against ``tolerance``."""
+    largest relative difference against ``tolerance``. Weights that were logged but cannot be
+    read (``unreadable`` says why) leave the reproduction unverified, whatever the metrics say."""
+    if unreadable is not None:
+        return Verdict("unverified", f"NOT VERIFIED: the weights could not be compared ({unreadable})")
     judged = [m for m in metrics if m.verdict_part]
     gaps = [(m.rel_diff, m.name) for m in judged if not m.identical]
     if weights is not None and not weights.equal:
@@ -519,7 +545,8 @@ def reproduce(args: argparse.Namespace) -> int:
         return 1
     rows = compare_metrics(run.data.metrics, reproduction.metrics)
     weights = compare_weights(original_weights, reproduction.state_dict) if isinstance(original_weights, dict) else None
-    result = verdict(rows, weights, args.tolerance)
+    unreadable = original_weights if isinstance(original_weights, str) and original_weights != NO_WEIGHTS else None
+    result = verdict(rows, weights, args.tolerance, unreadable)
     report(run, reproduction, rows, weights, original_weights, result)
     if reproduction.run_id is not None:
         client.set_tag(reproduction.run_id, VERDICT_TAG, result.label)

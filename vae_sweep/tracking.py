@@ -43,6 +43,13 @@ VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core
 THREADS_TAG = "runtime.torch_threads"
 
 
+class PlainDumper(yaml.SafeDumper):
+    """Writes a value used twice out twice: vae-reproduce reads configs without YAML aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": "0.1"}``; lists stay one value."""
     flat: dict[str, str] = {}
@@ -176,7 +183,7 @@ class MlflowRun:
         for start in range(0, len(params), PARAMS_PER_BATCH):
             batch = params[start : start + PARAMS_PER_BATCH]
             this.send("params", functools.partial(client.log_batch, this.run_id, params=batch))
-        config_yaml = yaml.safe_dump(dict(resolved), sort_keys=False)
+        config_yaml = yaml.dump(dict(resolved), Dumper=PlainDumper, sort_keys=False)
         this.send("config.yaml", functools.partial(client.log_text, this.run_id, config_yaml, "config.yaml"))
         return this
 

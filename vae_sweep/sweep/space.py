@@ -107,6 +107,15 @@ class SearchSpace:
                 values[spec.name] = _suggest(trial, spec.name, distribution)
         return values
 
+    def distributions(self) -> dict[str, list[Distribution]]:
+        """Every distribution a parameter may be sampled from (one, or one per branch)."""
+        return {
+            name: [spec.distribution]
+            if spec.distribution is not None
+            else [*spec.branches.values(), *([spec.default] if spec.default is not None else [])]
+            for name, spec in self.params.items()
+        }
+
     def overrides(self, values: Mapping[str, Any]) -> list[str]:
         """The fixed overrides, then ``values`` as Hydra override strings that parse back to the same values."""
         unknown = sorted(set(values) - set(self.params))

@@ -29,6 +29,7 @@ from vae_sweep.names import BUDGET_ATTR, FAILURE_REASON_ATTR, RETRY_OF_ATTR, WOR
 from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.owners import OWNER_ATTR, Owner, is_gone
 from vae_sweep.sweep.retry import RetryTrial
+from vae_sweep.sweep.space import SearchSpace
 from vae_sweep.urls import masked
 
 SQLITE_BUSY_TIMEOUT_S = 60
@@ -138,6 +139,34 @@ def open_study(
             "use the same direction, another study_name, or hydra.sweeper.fresh=true",
         )
     return study, False
+
+
+def check_space_fits(study: optuna.Study, space: SearchSpace, key: str = "hydra.sweeper.params") -> None:
+    """A resumed study's space may move the bounds of an interval, not change a parameter's kind
+    or the options of a choice: Optuna refuses those once trials used them, and every trial would
+    then fail in its sampler. One message now, before anything is added to the study."""
+    used: dict[str, optuna.distributions.BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        used.update(trial.distributions)
+    for name, distributions in space.distributions().items():
+        if name not in used:
+            continue
+        for distribution in distributions:
+            try:
+                optuna.distributions.check_distribution_compatibility(used[name], distribution)
+            except ValueError:
+                raise ConfigError(
+                    f"{key}.{name}",
+                    f"study {study.study_name!r} searched it as {describe(used[name])}, now {describe(distribution)}; "
+                    "Optuna cannot change a choice's options or a parameter's kind within a study: put it back, "
+                    "or start a new study (hydra.sweeper.fresh=true or another hydra.sweeper.study_name)",
+                ) from None
+
+
+def describe(distribution: optuna.distributions.BaseDistribution) -> str:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return f"choice({', '.join(map(str, distribution.choices))})"
+    return repr(distribution)
 
 
 def is_retry(trial: optuna.trial.FrozenTrial) -> bool:

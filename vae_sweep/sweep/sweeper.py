@@ -21,10 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import hydra.utils
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from optuna.trial import TrialState
@@ -32,7 +34,13 @@ from optuna.trial import TrialState
 from vae_sweep import interrupts
 from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
 from vae_sweep.errors import ConfigError, DataError, require
-from vae_sweep.mlflow_store import check_reachable, check_writable_sqlite, prepare_mlflow_store, unwritable_folder
+from vae_sweep.mlflow_store import (
+    absolute_sqlite_url,
+    check_reachable,
+    check_writable_sqlite,
+    prepare_mlflow_store,
+    unwritable_folder,
+)
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
@@ -40,6 +48,7 @@ from vae_sweep.sweep.results import save_plots, summarize, write_results
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import (
+    check_space_fits,
     enable_sqlite_wal,
     ensure_budget,
     fail_dead_trials,
@@ -52,6 +61,7 @@ from vae_sweep.urls import masked
 
 log = logging.getLogger(__name__)
 DIRECTIONS = ("minimize", "maximize")
+MAX_TRIALS = 100_000  # budget slots are written one by one (a few hundred a second on SQLite)
 WORKER_OVERRIDES = ("hydra.sweep.subdir=workers/${hydra.job.num}", "hydra.output_subdir=null")
 
 
@@ -199,7 +209,12 @@ class OptunaSweeperImpl:
             merge_params(study_params, sweeps, fixed), narrowed=frozenset(sweeps) & frozenset(study_params)
         )
         directions = parse_directions(settings.direction)
-        require(settings.n_trials >= 1, "hydra.sweeper.n_trials", f"must be >= 1, got {settings.n_trials}")
+        require(
+            1 <= settings.n_trials <= MAX_TRIALS,
+            "hydra.sweeper.n_trials",
+            f"must be in [1, {MAX_TRIALS:,}] (each trial is a row written before the sweep starts), "
+            f"got {settings.n_trials}",
+        )
         require(settings.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {settings.n_jobs}")
         require(
             0 <= settings.max_failure_rate <= 1,
@@ -225,7 +240,8 @@ class OptunaSweeperImpl:
             check_reachable(tracking.uri)
         plan = SweepPlan(
             study_name=self.study_name(),
-            storage_url=settings.storage,
+            # Workers (in job folders with hydra.job.chdir=true, or other processes) open this very file.
+            storage_url=absolute_sqlite_url(settings.storage, Path.cwd()),
             directions=directions,
             space=space,
             base_overrides=tuple(fixed),
@@ -241,7 +257,9 @@ class OptunaSweeperImpl:
             grace_period=settings.grace_period,
             max_retry=settings.max_retry,
             parent_run_id=None,
-            tracking_uri=tracking.uri if isinstance(tracking, MlflowTracking) else None,
+            tracking_uri=absolute_sqlite_url(tracking.uri, Path.cwd())
+            if isinstance(tracking, MlflowTracking)
+            else None,
             launch_id=uuid.uuid4().hex,
             sweeper_pid=os.getpid(),
         )
@@ -256,9 +274,12 @@ class OptunaSweeperImpl:
         if plan.sampler_name == "grid":
             n_trials = min(n_trials, grid_size(space))
         sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
+        if isinstance(tracking, MlflowTracking):  # outside the lock: it takes seconds, and is atomic on its own
+            prepare_tracking_store(tracking.uri)
         storage = plan.storage()
         with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
+            check_space_fits(study, space)
             fail_stale_trials(study)
             died = fail_dead_trials(study, storage, plan.retry())
             if died:
@@ -275,14 +296,9 @@ class OptunaSweeperImpl:
         return dataclasses.replace(plan, n_jobs=n_workers), study, created
 
     def open_tracking(self, tracking: MlflowTracking, study: optuna.Study, plan: SweepPlan) -> str:
-        """The MLflow store made whole if new, the study's parent run, runs of dead workers closed."""
+        """The study's parent run (call it under the study lock), and runs of dead workers closed."""
         from vae_sweep.sweep.parent_run import close_stale_runs, open_parent_run, tracking_client
 
-        try:
-            prepare_mlflow_store(tracking.uri)
-            enable_sqlite_wal(tracking.uri)  # parallel workers write to a local MLflow store too
-        except (sqlite3.Error, OSError) as error:  # e.g. a file that is not a database, a full disk
-            raise ConfigError("tracking.uri", f"cannot open the MLflow store {tracking.uri}: {error}") from None
         parent = open_parent_run(tracking.uri, tracking.experiment, study, plan)
         closed = close_stale_runs(tracking_client(tracking.uri), study, parent)
         if closed:
@@ -329,7 +345,19 @@ class OptunaSweeperImpl:
         return launcher.endswith(("BasicLauncher", "JoblibLauncher"))
 
     def check_launcher(self, n_jobs: int) -> None:
+        """The launcher must be a Hydra launcher plugin (checked now: Hydra itself only finds out
+        once the study and its parent run exist)."""
         launcher = str(self.config.hydra.launcher.get("_target_", ""))
+        try:
+            cls = hydra.utils.get_class(launcher)
+        except Exception:  # not importable, or not a class
+            cls = None
+        require(
+            isinstance(cls, type) and issubclass(cls, Launcher),
+            "hydra.launcher._target_",
+            f"{launcher!r} is not a Hydra launcher; pick one with hydra/launcher=basic, joblib, submitit_local, "
+            "submitit_slurm or ray (their plugins installed)",
+        )
         require(
             n_jobs == 1 or not launcher.endswith("BasicLauncher"),
             "hydra.sweeper.n_jobs",
@@ -405,6 +433,18 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+
+
+def prepare_tracking_store(uri: str) -> None:
+    """A new local MLflow store made whole (its migrations take seconds), in WAL mode for the
+    parallel workers; MLflow itself is imported here, before any lock is taken."""
+    import vae_sweep.sweep.parent_run  # noqa: F401  (mlflow: seconds of imports)
+
+    try:
+        prepare_mlflow_store(uri)
+        enable_sqlite_wal(uri)
+    except (sqlite3.Error, OSError) as error:  # e.g. a file that is not a database, a full disk
+        raise ConfigError("tracking.uri", f"cannot open the MLflow store {uri}: {error}") from None
 
 
 def worker_count(n_jobs: int, left: int, *, local: bool, cores: int) -> int:

@@ -181,6 +181,9 @@ class TrialWorker:
             config.hydra.job.num = trial.number
             config.hydra.sweeper.study_name = self.plan.study_name
             config.hydra.sweeper.storage = self.plan.storage_url
+            # Composed in the worker, whose folder hydra.job.chdir=true made its cwd: the trial's
+            # relative paths still mean the folder the sweep was started from.
+            config.hydra.runtime.cwd = self.master_config.hydra.runtime.cwd
         try:
             job = run_job(
                 hydra_context=self.hydra_context,
