@@ -24,7 +24,7 @@ from tiny import TINY_SWEEP
 
 from vae_sweep.config import MlflowTracking
 from vae_sweep.sweep.trial_link import RUN_ID_ATTR
-from vae_sweep.tracking import MlflowRun, client_for
+from vae_sweep.tracking import TRACKING, MlflowRun, client_for
 from vae_sweep.train import train
 
 EPOCHS = 8
@@ -62,7 +62,7 @@ def test_a_store_that_recovers_before_the_run_ends_gets_everything(tiny_config, 
     client = client_for(uri)
     run_id = client.create_run(client.create_experiment("outage")).info.run_id
     run = MlflowRun(client, run_id, MlflowTracking(uri=uri, flush_seconds=0))
-    run.failure = "OSError: the disk was gone for a moment"  # as after a failed call: later calls wait
+    run.failures[TRACKING] = "OSError: the disk was gone for a moment"  # as after a failed call: later calls wait
     config = tiny_config()
     result = train(config, [run])
     run.finish(result)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # What a store that cannot be reached raises: MLflow's own errors, HTTP errors after MLflow's
 # retries, and OS errors from a local store (disk full, folder gone).
 TRACKING_ERRORS = (MlflowException, requests.exceptions.RequestException, OSError)
+TRACKING, ARTIFACTS = "tracking store", "artifact store"  # fail apart: an artifact folder is not the database
 PARAMS_PER_BATCH = 100  # MLflow's limits for one log_batch call
 METRICS_PER_BATCH = 1000
 VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
@@ -140,7 +141,9 @@ class MlflowRun:
     A store that fails mid-run (a tracking server going down) never stops the training: the
     first failed call is logged as a warning, later calls are put off rather than each waiting
     out MLflow's retries, and everything put off is tried once more when the run ends. What
-    still could not be logged then is named in one warning.
+    still could not be logged then is named in one warning. The tracking store (params, metrics,
+    tags, the run's status) and the artifact store (files) fail apart: an artifact folder that
+    cannot be written costs the files, never the metrics or the run's end.
     """
 
     def __init__(self, client: MlflowClient, run_id: str, spec: MlflowTracking) -> None:
@@ -149,9 +152,9 @@ class MlflowRun:
         self.spec = spec
         self.pending: list[Metric] = []  # epoch metrics not sent yet
         self.last_flush = time.monotonic()
-        self.failure: str | None = None  # the store's error while it fails: calls are put off
+        self.failures: dict[str, str] = {}  # store (TRACKING, ARTIFACTS) -> its error while it fails
         self.warned = False
-        self.deferred: list[tuple[str, Callable[[], object]]] = []  # calls to try again at the end
+        self.deferred: list[tuple[str, str, Callable[[], object]]] = []  # (what, store, call) to try at the end
         self.logged_through = 0  # a resumed run: epochs up to here are in the store already
 
     @classmethod
@@ -184,7 +187,7 @@ class MlflowRun:
             batch = params[start : start + PARAMS_PER_BATCH]
             this.send("params", functools.partial(client.log_batch, this.run_id, params=batch))
         config_yaml = yaml.dump(dict(resolved), Dumper=PlainDumper, sort_keys=False)
-        this.send("config.yaml", functools.partial(client.log_text, this.run_id, config_yaml, "config.yaml"))
+        this.send("config.yaml", functools.partial(client.log_text, this.run_id, config_yaml, "config.yaml"), ARTIFACTS)
         return this
 
     @classmethod
@@ -206,33 +209,36 @@ class MlflowRun:
         this.logged_through = max((m.step for m in history), default=0)
         return this
 
-    def send(self, what: str, call: Callable[[], object], *, defer: bool = True) -> bool:
-        """Make one MLflow call; if the store fails, warn (once per run) and put the call off."""
-        if self.failure is None:
+    def send(self, what: str, call: Callable[[], object], store: str = TRACKING, *, defer: bool = True) -> bool:
+        """Make one MLflow call to ``store``; if it fails, warn (once per run) and put the call
+        off, with the later calls to the same store."""
+        if store not in self.failures:
             try:
                 call()
                 return True
             except TRACKING_ERRORS as error:
-                self.failure = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                self.failures[store] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
                 if not self.warned:  # once per run; at the end one more sums up what was lost
                     self.warned = True
+                    where = "store" if store == TRACKING else "artifact store of"
                     log.warning(
-                        "MLflow store %s failed while logging %s of run %s (%s); training goes on, "
+                        "MLflow %s %s failed while logging %s of run %s (%s); training goes on, "
                         "logging is tried again when the run ends",
+                        where,
                         masked(self.spec.uri),
                         what,
                         self.run_id,
-                        self.failure,
+                        self.failures[store],
                     )
         if defer:
-            self.deferred.append((what, call))
+            self.deferred.append((what, store, call))
         return False
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch <= self.logged_through:  # logged by the attempt this run resumes
             return
         self.log_metrics(metrics, step=epoch)
-        if self.failure is None and time.monotonic() - self.last_flush >= self.spec.flush_seconds:
+        if TRACKING not in self.failures and time.monotonic() - self.last_flush >= self.spec.flush_seconds:
             self.flush()
 
     def on_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
@@ -246,7 +252,7 @@ class MlflowRun:
         """The epochs so far and the checkpoint itself reach the store: a retry on another
         machine resumes from the artifact."""
         self.flush()
-        self.send("checkpoint", lambda: self.client.log_artifact(self.run_id, str(path), "checkpoint"))
+        self.send("checkpoint", lambda: self.client.log_artifact(self.run_id, str(path), "checkpoint"), ARTIFACTS)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Queue metrics with their wall-clock time; they reach the store at the next flush."""
@@ -269,15 +275,15 @@ class MlflowRun:
         own attempts), send the queued metrics, close the run, and name in one warning whatever
         still could not be logged."""
         deferred, self.deferred = self.deferred, []
-        self.failure = None
-        for what, call in deferred:
-            self.send(what, call)
+        self.failures.clear()
+        for what, store, call in deferred:
+            self.send(what, call, store)
         self.flush()
         if tags:
             run_tags = [RunTag(key, value) for key, value in tags.items()]
             self.send("tags", lambda: self.client.log_batch(self.run_id, tags=run_tags))
         self.send(f"the end of the run ({status})", lambda: self.client.set_terminated(self.run_id, status))
-        unlogged = [what for what, _ in self.deferred] + (
+        unlogged = [what for what, _, _ in self.deferred] + (
             [f"{len(self.pending)} metric values"] if self.pending else []
         )
         if unlogged:
@@ -286,7 +292,7 @@ class MlflowRun:
                 masked(self.spec.uri),
                 self.run_id,
                 ", ".join(unlogged),
-                self.failure,
+                "; ".join(f"{store}: {error}" for store, error in self.failures.items()),
             )
 
     def finish(self, result: TrainResult) -> None:
@@ -297,12 +303,14 @@ class MlflowRun:
             if self.spec.log_model:
                 path = Path(folder) / "state_dict.pt"
                 torch.save(result.model.state_dict(), path)
-                self.send("model/state_dict.pt", lambda: self.client.log_artifact(self.run_id, str(path), "model"))
+                upload = functools.partial(self.client.log_artifact, self.run_id, str(path), "model")
+                self.send("model/state_dict.pt", upload, ARTIFACTS)
             if self.spec.log_images:
                 pairs = image_grid([result.test_inputs, result.reconstructions], result.image_shape)
                 samples = image_grid([result.prior_samples], result.image_shape)
                 for name, image in (("reconstructions.png", pairs), ("prior_samples.png", samples)):
-                    self.send(name, functools.partial(self.client.log_image, self.run_id, image, artifact_file=name))
+                    upload = functools.partial(self.client.log_image, self.run_id, image, artifact_file=name)
+                    self.send(name, upload, ARTIFACTS)
             self.end("FINISHED")
 
     def prune(self, epoch: int) -> None:

@@ -31,7 +31,7 @@ from vae_sweep.names import (
     WORKER_DIED,
 )
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.tracking import PARAMS_PER_BATCH, client_for, experiment_id
+from vae_sweep.tracking import PARAMS_PER_BATCH, TRACKING_ERRORS, client_for, experiment_id
 from vae_sweep.urls import masked
 
 
@@ -127,13 +127,20 @@ def finish_parent_run(
     client: MlflowClient, parent_run_id: str, study: optuna.Study, plots: Iterable[Path], results: Path
 ) -> None:
     """Plots and results onto the parent run; FINISHED only once no trial is left to run, since
-    other processes sharing the study may still be working."""
-    for path in plots:
-        client.log_artifact(parent_run_id, str(path), "plots")
-    client.log_artifact(parent_run_id, str(results))
+    other processes sharing the study may still be working. An artifact store that fails costs
+    the files (the error is raised once the run is closed), not the run's end."""
+    failed: BaseException | None = None
+    try:
+        for path in plots:
+            client.log_artifact(parent_run_id, str(path), "plots")
+        client.log_artifact(parent_run_id, str(results))
+    except TRACKING_ERRORS as error:
+        failed = error
     pending = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
     if not study.get_trials(deepcopy=False, states=pending):
         client.set_terminated(parent_run_id, "FINISHED")
+    if failed is not None:
+        raise failed
 
 
 def close_stale_runs(client: MlflowClient, study: optuna.Study, parent_run_id: str) -> int:
