@@ -35,8 +35,12 @@ def clean_env() -> dict[str, str]:
 
 
 def sweep_command(*overrides: str, study: str = "s") -> list[str]:
+    """A tiny `vae-train -m` sweep of study quick; no end-of-sweep plots (seconds of matplotlib)."""
     assert VAE_TRAIN is not None
-    return [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={study}", *TINY_SWEEP, *overrides]
+    return [
+        VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={study}", "hydra.sweeper.plots=[]",
+        *TINY_SWEEP, *overrides,
+    ]  # fmt: skip
 
 
 def start(command: Sequence[str], cwd: Path, *, session: bool = True) -> subprocess.Popen:

@@ -57,7 +57,7 @@ VAE_TRAIN = shutil.which("vae-train")
 VAE_REPRODUCE = shutil.which("vae-reproduce")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # A sweep that slipped past its checks should cost seconds, not minutes.
-CHEAP_SWEEP = (*TINY_SWEEP, "hydra.sweeper.n_trials=1")
+CHEAP_SWEEP = (*TINY_SWEEP, "hydra.sweeper.n_trials=1", "hydra.sweeper.plots=[]")
 
 Compose = Callable[..., DictConfig]
 needs_vae_train = pytest.mark.skipif(VAE_TRAIN is None, reason="vae-train is not installed (pip install -e .)")

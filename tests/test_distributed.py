@@ -63,6 +63,7 @@ def test_three_processes_run_one_budget_of_trials_together(fresh_postgres_url: s
         f"hydra.sweeper.n_trials={N_TRIALS}",
         f"tracking.uri={mlflow_uri}",
         *TINY_SWEEP,
+        "hydra.sweeper.plots=[]",
         "trainer.epochs=20",  # trials of a second or so: work left for the processes that set up last
         "hydra.sweeper.pruner.name=none",
     ]

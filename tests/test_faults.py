@@ -159,7 +159,7 @@ def test_a_worker_killed_mid_trial_is_failed_at_once_retried_and_closed_in_mlflo
     storage_url = fresh_postgres_url
     command = [
         VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.storage={storage_url}", f"hydra.sweeper.study_name={STUDY}",
-        f"hydra.sweeper.n_trials={N_TRIALS}", f"tracking.uri={mlflow_server}", *TINY_SWEEP,
+        f"hydra.sweeper.n_trials={N_TRIALS}", f"tracking.uri={mlflow_server}", *TINY_SWEEP, "hydra.sweeper.plots=[]",
         "hydra.sweeper.pruner.name=none",
         # A dead worker's trial is retried once.
         f"hydra.sweeper.heartbeat_interval={HEARTBEAT_S}", f"hydra.sweeper.grace_period={GRACE_S}",
@@ -230,6 +230,7 @@ def test_two_parallel_jobs_on_the_default_sqlite_stores_never_find_the_database_
     command = [
         VAE_TRAIN, "-m", "study=quick", "hydra.sweeper.study_name=local", f"hydra.sweeper.n_trials={N_LOCAL_TRIALS}",
         "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner.name=none", *TINY_SWEEP, "trainer.epochs=1",
+        "hydra.sweeper.plots=[]",
         # No weights or pictures: shorter trials write to both databases more often.
         "tracking.log_model=false", "tracking.log_images=false", "hydra.sweep.dir=sweep",
     ]  # fmt: skip

@@ -4,11 +4,25 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow_server import mlflow_server
 from optuna.trial import TrialState
-from sweep_processes import VAE_TRAIN, assert_budget_done, mlflow_runs, run, sweep_command, trials
+from sweep_processes import (
+    TIMEOUT_S,
+    VAE_TRAIN,
+    assert_budget_done,
+    clean_env,
+    kill_group,
+    mlflow_runs,
+    run,
+    sweep_command,
+    trials,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -56,3 +70,71 @@ def test_an_artifact_store_that_cannot_be_written_costs_the_files_not_the_metric
         assert {"val_loss", "test_loss", "test_iwae"} <= set(child.data.metrics)
         assert child.data.tags["optuna.trial_state"] == "COMPLETE"
     assert parents[0].info.status == "FINISHED"
+
+
+def test_a_run_whose_server_died_before_its_end_is_closed_later_and_its_recovery_works(tmp_path):
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server") as server:
+        command = sweep_command(
+            "hydra.sweeper.n_trials=1", "trainer.epochs=200", "hydra.sweeper.pruner.name=none",
+            "tracking.flush_seconds=0", f"tracking.uri={server.url}",
+        )  # fmt: skip
+        env = {**clean_env(), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+        log = (tmp_path / "sweep.log").open("w")
+        sweep = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            client = MlflowClient(server.url)
+            wait_until(lambda: logged_epochs(client) >= 5, "the trial's run to log epochs")
+            server.stop()  # gone before the trial ends: its end, final metrics and weights never arrive
+            assert sweep.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+        finally:
+            kill_group(sweep)
+            log.close()
+        server.start()
+        (stale,) = client.search_runs([experiment(client)], "tags.`optuna.trial_number` = '0'")
+        assert stale.info.status == "RUNNING" and [t.state for t in trials(tmp_path)] == [TrialState.COMPLETE]
+
+        again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert again.returncode == 0, again.stderr[-3000:]
+        closed = client.get_run(stale.info.run_id)  # closed from what Optuna recorded, not left RUNNING
+        assert closed.info.status == "FINISHED" and closed.data.tags["optuna.trial_state"] == "COMPLETE"
+        assert closed.data.metrics["trial_value"] == trials(tmp_path)[0].value
+        assert "vae-reproduce --study S --trial N" in closed.data.tags["vae_sweep.incomplete"]
+
+        recovery = subprocess.run(
+            [shutil.which("vae-reproduce"), "--study", "s", "--trial", "0", "--tracking-uri", server.url],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+        )  # fmt: skip
+        assert recovery.returncode == 0, recovery.stdout + recovery.stderr
+        assert "Verdict: recovered" in recovery.stdout
+        (new,) = client.search_runs([experiment(client)], f"tags.reproduced_from = '{stale.info.run_id}'")
+        assert new.info.status == "FINISHED" and "test_loss" in new.data.metrics
+
+
+def experiment(client: MlflowClient) -> str:
+    return client.get_experiment_by_name("vae-sweep").experiment_id
+
+
+def logged_epochs(client: MlflowClient) -> int:
+    found = client.get_experiment_by_name("vae-sweep")
+    runs = client.search_runs([found.experiment_id], "tags.`optuna.trial_number` = '0'") if found else []
+    return len(client.get_metric_history(runs[0].info.run_id, "train_loss")) if runs else 0
+
+
+def test_plots_are_only_those_asked_for(tmp_path):
+    out = run(sweep_command("hydra.sweeper.n_trials=1", "tracking=none", "hydra.sweep.dir=sweep"), tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not (tmp_path / "sweep" / "plots").exists()  # plots=[] (the helper's) draws none
+    one = run(
+        sweep_command(
+            "hydra.sweeper.n_trials=1",
+            "tracking=none",
+            "hydra.sweep.dir=one",
+            "hydra.sweeper.plots=[optimization_history]",
+        ),
+        tmp_path,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "one" / "plots").iterdir()] == ["optimization_history.png"]
+    bad = run(sweep_command("hydra.sweeper.plots=[contour]", "tracking=none"), tmp_path)
+    assert bad.returncode == 2
+    assert "vae-train: error: hydra.sweeper.plots: unknown plot 'contour'; choose from pareto_front," in bad.stderr

@@ -27,7 +27,9 @@ pytestmark = [
 
 def sweep(cwd: Path, *overrides: str, name: str = "s") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    args = [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={name}", *TINY_SWEEP, *overrides]
+    # No end-of-sweep plots (seconds of matplotlib) unless a test asks for them.
+    args = [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={name}", "hydra.sweeper.plots=[]"]
+    args += [*TINY_SWEEP, *overrides]
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -49,7 +51,10 @@ def results(cwd: Path, sweep_dir: str) -> dict:
 
 
 def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(workdir):
-    out = sweep(workdir, "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner.name=none", "hydra.sweep.dir=sweep")
+    out = sweep(
+        workdir, "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner.name=none", "hydra.sweep.dir=sweep",
+        "hydra.sweeper.plots=null",  # every plot that fits the study
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     study = load_study(workdir)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4

@@ -29,3 +29,9 @@ TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 STUDY_NAME_TAG = "optuna.study_name"
 RESUMED_AT_TAG = "vae_sweep.resumed_at_epoch"  # a retry that went on from a checkpoint, in the same run
+INCOMPLETE_TAG = "vae_sweep.incomplete"  # a run closed by a later sweep: its tracking server was down at its end
+INCOMPLETE_NOTE = (
+    "closed by a later sweep: the tracking server was down when the trial ended, so metrics or artifacts "
+    "may be missing; Optuna has the trial's value (trial_value). vae-reproduce --study S --trial N trains it "
+    "again into a complete run"
+)

@@ -42,6 +42,7 @@ from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
 from vae_sweep.experiment import run_experiment
 from vae_sweep.metrics import FINAL_METRICS
 from vae_sweep.mlflow_store import check_existing_store
+from vae_sweep.names import INCOMPLETE_TAG
 from vae_sweep.reproduce_command import train_command
 from vae_sweep.specs import target_of
 from vae_sweep.sweep.parent_run import STUDY_ROLE_TAG
@@ -349,7 +350,7 @@ class Verdict:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.within_tolerance else 1
+        return 0 if self.within_tolerance or self.label == "recovered" else 1
 
 
 def verdict(
@@ -531,7 +532,9 @@ def reproduce(args: argparse.Namespace) -> int:
         except ConfigError as error:
             raise ReproduceError(f"cannot write a vae-train command for run {run.info.run_id}: {error}") from None
         return 0
-    refuse_unfinished(run)
+    incomplete = INCOMPLETE_TAG in run.data.tags  # closed after its tracking server went away: a recovery
+    if not incomplete:
+        refuse_unfinished(run)
     original_weights = load_weights(client, run.info.run_id)
     print(f"Reproducing {selection.description} from {uri}")
     try:
@@ -547,6 +550,12 @@ def reproduce(args: argparse.Namespace) -> int:
     weights = compare_weights(original_weights, reproduction.state_dict) if isinstance(original_weights, dict) else None
     unreadable = original_weights if isinstance(original_weights, str) and original_weights != NO_WEIGHTS else None
     result = verdict(rows, weights, args.tolerance, unreadable)
+    if incomplete and not rows:
+        result = Verdict(
+            "recovered",
+            "recovered: the original run's final metrics never reached its tracking server, so there is nothing "
+            "to compare; the new run holds them",
+        )
     report(run, reproduction, rows, weights, original_weights, result)
     if reproduction.run_id is not None:
         client.set_tag(reproduction.run_id, VERDICT_TAG, result.label)
@@ -581,5 +590,5 @@ def report(
     else:
         print("Environment: same package versions and git commit as the original")
     print(f"Verdict: {result.text}")
-    if not result.identical:
+    if not result.identical and result.label != "recovered":
         print("Why results differ and what to do: docs/reproduce.md, 'When the numbers differ'")

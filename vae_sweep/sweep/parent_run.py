@@ -17,10 +17,13 @@ import optuna
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.names import (
     FAILURE_REASON_ATTR,
+    INCOMPLETE_NOTE,
+    INCOMPLETE_TAG,
     INTERRUPTED,
     PARENT_RUN_ATTR,
     RUN_ID_ATTR,
@@ -144,10 +147,17 @@ def finish_parent_run(
 
 
 def close_stale_runs(client: MlflowClient, study: optuna.Study, parent_run_id: str) -> int:
-    """Close the MLflow runs still RUNNING for trials that are over: a worker that died (its
-    trial failed by the heartbeat, without a reason of its own, or as ``worker_died``), or an
-    interrupt whose clean-up was cut short. A run that a retry went on with from a checkpoint
-    belongs to that retry and is left alone."""
+    """Close the MLflow runs still RUNNING for trials that are over.
+
+    - A failed trial: its worker died (failed by the heartbeat, without a reason of its own, or
+      as ``worker_died``), or an interrupt's clean-up was cut short: FAILED or KILLED.
+    - A trial that ended (COMPLETE or PRUNED) while its tracking server was down: FINISHED, with
+      the trial's state, its value(s) from Optuna as ``trial_value`` metrics, and an
+      ``INCOMPLETE_TAG`` saying that what it could not send is missing (``vae-reproduce
+      --study S --trial N`` trains it again into a complete run).
+
+    A run that a retry went on with from a checkpoint belongs to that retry and is left alone;
+    a trial still RUNNING keeps its run open."""
     parent = client.get_run(parent_run_id)
     running = client.search_runs(
         [parent.info.experiment_id],
@@ -156,17 +166,27 @@ def close_stale_runs(client: MlflowClient, study: optuna.Study, parent_run_id: s
     )
     if not running:
         return 0
-    trials = study.get_trials(deepcopy=False)
-    continued = {t.user_attrs.get(RUN_ID_ATTR) for t in trials if t.state is not optuna.trial.TrialState.FAIL}
-    failed = {t.user_attrs.get(RUN_ID_ATTR): t for t in trials if t.state is optuna.trial.TrialState.FAIL}
+    by_run: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in study.get_trials(deepcopy=False):  # by number: a retry that went on with a run owns it
+        if RUN_ID_ATTR in trial.user_attrs:
+            by_run[trial.user_attrs[RUN_ID_ATTR]] = trial
     closed = 0
     for run in running:
-        trial = failed.get(run.info.run_id)
-        if trial is None or run.info.run_id in continued:
+        trial = by_run.get(run.info.run_id)
+        if trial is None or trial.state in (TrialState.RUNNING, TrialState.WAITING):
             continue
-        reason = trial.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED)
-        tags = [RunTag(FAILURE_REASON_ATTR, reason[:5000]), RunTag(TRIAL_STATE_TAG, "FAIL")]
-        client.log_batch(run.info.run_id, tags=tags)
-        client.set_terminated(run.info.run_id, "KILLED" if reason == INTERRUPTED else "FAILED")
+        if trial.state is TrialState.FAIL:
+            reason = trial.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED)
+            tags = [RunTag(FAILURE_REASON_ATTR, reason[:5000]), RunTag(TRIAL_STATE_TAG, "FAIL")]
+            client.log_batch(run.info.run_id, tags=tags)
+            client.set_terminated(run.info.run_id, "KILLED" if reason == INTERRUPTED else "FAILED")
+        else:
+            values = trial.values or []
+            names = ["trial_value"] if len(values) == 1 else [f"trial_value_{i}" for i in range(len(values))]
+            now = int(time.time() * 1000)
+            metrics = [Metric(name, float(value), now, 0) for name, value in zip(names, values, strict=True)]
+            tags = [RunTag(TRIAL_STATE_TAG, trial.state.name), RunTag(INCOMPLETE_TAG, INCOMPLETE_NOTE)]
+            client.log_batch(run.info.run_id, metrics=metrics, tags=tags)
+            client.set_terminated(run.info.run_id, "FINISHED")
         closed += 1
     return closed

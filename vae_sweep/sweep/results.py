@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import shlex
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import optuna
 import yaml
-from optuna.visualization import matplotlib as optuna_plots
 
 from vae_sweep.names import RUN_ID_ATTR
 from vae_sweep.sweep.plan import SweepPlan
@@ -67,28 +66,28 @@ def write_results(summary: dict[str, Any], folder: Path) -> Path:
     return path
 
 
-def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
-    """Optuna's standard plots as PNGs; a plot the study cannot support yet is skipped with a note."""
-    folder.mkdir(parents=True, exist_ok=True)
+# Optuna's plot_<name>: the first only for several objectives, the others for one.
+PLOTS = ("pareto_front", "optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
+
+
+def save_plots(study: optuna.Study, folder: Path, names: Sequence[str] | None = None) -> list[Path]:
+    """Optuna's standard plots as PNGs: ``names`` of them (default: every plot that fits the
+    study's number of objectives); a plot the study cannot support yet is skipped with a note."""
     multi = len(study.directions) > 1
-    makers = (
-        {
-            "pareto_front": lambda: optuna_plots.plot_pareto_front(study),
-        }
-        if multi
-        else {
-            "optimization_history": lambda: optuna_plots.plot_optimization_history(study),
-            "param_importances": lambda: optuna_plots.plot_param_importances(study),
-            "parallel_coordinate": lambda: optuna_plots.plot_parallel_coordinate(study),
-            "intermediate_values": lambda: optuna_plots.plot_intermediate_values(study),
-        }
-    )
+    if names is None:
+        names = ["pareto_front"] if multi else [name for name in PLOTS if name != "pareto_front"]
+    if not names:
+        return []
+    import matplotlib.pyplot as plt  # a second of imports, only when there is something to draw
+    from optuna.visualization import matplotlib as optuna_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
     saved = []
-    for name, make in makers.items():
+    for name in names:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental-API and layout notes from small studies
             try:
-                axes = make()
+                axes = getattr(optuna_plots, f"plot_{name}")(study)
             except (ValueError, RuntimeError, ZeroDivisionError) as error:
                 log.info("plot %s skipped: %s", name, error)
                 continue

@@ -52,6 +52,10 @@ class OptunaSweeperSettings:
     fresh: bool = False
     # Stop claiming trials once more than this fraction of finished trials failed.
     max_failure_rate: float = 1.0
+    # Optuna plots saved at the end and logged on the parent run: null draws every one that fits
+    # the study (pareto_front for several objectives; else optimization_history,
+    # param_importances, parallel_coordinate, intermediate_values); [] draws none.
+    plots: list[str] | None = None
     # Seconds between heartbeats of a running trial; a trial silent for grace_period
     # (default 2 x interval) is marked failed and retried up to max_retry times.
     heartbeat_interval: int = 30

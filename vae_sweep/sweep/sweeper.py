@@ -44,7 +44,7 @@ from vae_sweep.mlflow_store import (
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.results import save_plots, summarize, write_results
+from vae_sweep.sweep.results import PLOTS, save_plots, summarize, write_results
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import (
@@ -209,6 +209,7 @@ class OptunaSweeperImpl:
             merge_params(study_params, sweeps, fixed), narrowed=frozenset(sweeps) & frozenset(study_params)
         )
         directions = parse_directions(settings.direction)
+        self.plot_names()  # an unknown plot is refused now, not after the last trial
         require(
             1 <= settings.n_trials <= MAX_TRIALS,
             "hydra.sweeper.n_trials",
@@ -305,6 +306,14 @@ class OptunaSweeperImpl:
             log.info("Closed %d MLflow runs whose trial had ended without them", closed)
         return parent
 
+    def plot_names(self) -> list[str] | None:
+        names = self.settings.plots
+        if names is None:
+            return None
+        for name in names:
+            require(name in PLOTS, "hydra.sweeper.plots", f"unknown plot {name!r}; choose from {', '.join(PLOTS)}")
+        return list(names)
+
     def study_name(self) -> str:
         name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or "vae-sweep"
         if self.settings.fresh:
@@ -389,7 +398,7 @@ class OptunaSweeperImpl:
         summary = summarize(study, plan)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         results = write_results(summary, sweep_dir)
-        plots = save_plots(study, sweep_dir / "plots")
+        plots = save_plots(study, sweep_dir / "plots", self.plot_names())
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
             from vae_sweep.tracking import TRACKING_ERRORS
