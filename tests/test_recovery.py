@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 import re
 import shutil
+import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -16,10 +20,13 @@ from sweep_processes import (
     VAE_TRAIN,
     assert_budget_done,
     clean_env,
+    finish,
     kill_group,
     mlflow_runs,
     run,
+    start,
     sweep_command,
+    training,
     trials,
     wait_until,
 )
@@ -138,3 +145,131 @@ def test_plots_are_only_those_asked_for(tmp_path):
     bad = run(sweep_command("hydra.sweeper.plots=[contour]", "tracking=none"), tmp_path)
     assert bad.returncode == 2
     assert "vae-train: error: hydra.sweeper.plots: unknown plot 'contour'; choose from pareto_front," in bad.stderr
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    """A consistent copy of a finished sweep's SQLite store (its write-ahead log included)."""
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")  # one file, nothing beside it
+    return target
+
+
+def overwrite_pages(path: Path, pages: range) -> None:
+    """What a failing disk or a stray write does: whole pages in the middle of the file turned to noise."""
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        for page in pages:
+            assert (page + 1) * 4096 <= size, "the store is too small to damage these pages"
+            file.seek(page * 4096)
+            file.write(random.Random(page).randbytes(4096))
+
+
+def deleted_experiment(finished, cwd: Path) -> list[str]:
+    store = copy_store(finished.folder / "mlflow.db", cwd / "mlflow.db")
+    with contextlib.closing(sqlite3.connect(store)) as connection:  # what the UI's "Delete" writes
+        connection.execute("UPDATE experiments SET lifecycle_stage = 'deleted' WHERE name = 'vae-sweep'")
+        connection.commit()
+    return []
+
+
+def optuna_storage_as_mlflow_store(finished, cwd: Path) -> list[str]:
+    copy_store(finished.folder / "optuna.db", cwd / "study.db")
+    return ["tracking.uri=sqlite:///study.db"]
+
+
+def damaged_mlflow_store(finished, cwd: Path) -> list[str]:
+    overwrite_pages(copy_store(finished.folder / "mlflow.db", cwd / "mlflow.db"), range(3, 6))
+    return []
+
+
+def damaged_optuna_storage(finished, cwd: Path) -> list[str]:
+    overwrite_pages(copy_store(finished.folder / "optuna.db", cwd / "optuna.db"), range(3, 6))
+    return [f"hydra.sweeper.study_name={finished.study_name}"]
+
+
+def another_applications_file(finished, cwd: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(cwd / "mlflow.db")) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        connection.execute("INSERT INTO notes (text) VALUES ('my notes')")
+        connection.commit()
+    return []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            deleted_experiment,
+            "tracking.experiment: experiment 'vae-sweep' was deleted in MLflow; restore it "
+            "(MLFLOW_TRACKING_URI=sqlite:///mlflow.db mlflow experiments restore --experiment-id 1)",
+        ),
+        (optuna_storage_as_mlflow_store, "tracking.uri: {cwd}/study.db is not an MLflow store (it holds another"),
+        (damaged_mlflow_store, "tracking.uri: the MLflow store {cwd}/mlflow.db is damaged (SQLite: "),
+        (damaged_optuna_storage, "hydra.sweeper.storage: the Optuna storage {cwd}/optuna.db is damaged (SQLite: "),
+        (another_applications_file, "tracking.uri: {cwd}/mlflow.db is not an MLflow store (it holds another "),
+    ],
+    ids=["deleted-experiment", "optuna-storage-as-mlflow-store", "damaged-mlflow", "damaged-optuna", "foreign-file"],
+)
+def test_a_damaged_or_foreign_store_stops_the_sweep_in_one_line_before_the_study_is_touched(
+    tmp_path, finished_study, damage, message
+):
+    overrides = damage(finished_study, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    out = run(sweep_command("hydra.sweeper.n_trials=2", *overrides), tmp_path)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stdout + out.stderr
+    errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, out.stderr
+    assert errors[0].startswith("vae-train: error: " + message.format(cwd=tmp_path)), errors[0]
+    # Nothing written: no new study or slots, no stores made, the damaged ones as they were.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+    assert not (tmp_path / "optuna.db").exists() or "optuna.db" in before
+    assert not list(tmp_path.glob("multirun"))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 48 MB file system of the test's own (tmpfs), to fill up; needs root's mount."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = shutil.which("mount")
+    if mount is None or subprocess.run([mount, "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (it needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run([shutil.which("umount") or "umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as file, contextlib.suppress(OSError):
+        while True:
+            file.write(b"\0" * 2**20)
+            file.flush()
+    return filler
+
+
+def test_a_full_disk_mid_sweep_stops_in_one_line_and_the_same_command_resumes_once_there_is_space(
+    small_disk, mlflow_template
+):
+    shutil.copy(mlflow_template, small_disk / "mlflow.db")
+    command = sweep_command("hydra.sweeper.n_trials=4", "trainer.epochs=100", "hydra.sweeper.pruner.name=none")
+    sweep = start(command, small_disk)
+    try:
+        wait_until(lambda: [t for t in training(small_disk) if t.number == 1], "trial 1 to train")
+        filler = fill(small_disk)
+        code, stdout, stderr = finish(sweep)
+    finally:
+        kill_group(sweep)
+    assert code == 1, stdout[-2000:] + stderr[-3000:]
+    assert "Traceback" not in stdout + stderr and "Logging error" not in stderr
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, stderr[-3000:]
+    assert errors[0].startswith(f"vae-train: error: no space left on the disk holding {small_disk}"), errors[0]
+    assert "run the same command again" in errors[0]
+    filler.unlink()
+    again = run(command, small_disk)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_budget_done(small_disk, budget=4)  # the stores were whole, and what was cut off is retried

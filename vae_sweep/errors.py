@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class ConfigError(ValueError):
     """A config value is unknown, of the wrong type or out of range.
@@ -53,3 +55,25 @@ class TrialTakenOver(RuntimeError):
     grace period) and retries it; this run must stop and its result is not reported."""
 
     reason = "worker_died"
+
+
+class DiskFull(RuntimeError):
+    """A store or output folder ran out of space; ``where`` is the fullest folder in use."""
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        super().__init__(f"no space left on the disk holding {where} ({detail})")
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error that caused it, is a full disk: ENOSPC from the OS, or
+    SQLite's "database or disk is full" (however SQLAlchemy, MLflow or Optuna wrapped it)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "database or disk is full" in str(error) or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -87,7 +87,8 @@ def run_experiment(
             else:
                 message = f"cannot log to {masked(config.tracking.uri)}: {type(error).__name__}: {error}"
             if require_tracking:
-                raise ConfigError("tracking.uri", message) from None
+                key = error.key if isinstance(error, ConfigError) and error.key else "tracking.uri"
+                raise ConfigError(key, message) from None
             log.warning("MLflow is unavailable (%s): this trial trains without an MLflow run", message)
             run = None
     if run is None:

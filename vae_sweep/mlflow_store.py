@@ -7,7 +7,9 @@ Kept free of torch so the reporting commands start fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
@@ -166,3 +168,33 @@ def prepare_mlflow_store(uri: str) -> None:
         SqlAlchemyStore(url, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
 
     create_sqlite_atomically(path, initialize)
+
+
+def check_sqlite_store(uri: str, *, key: str, store: str, marker_table: str) -> None:
+    """An existing SQLite store must be a whole database of the right kind: ``marker_table``
+    (MLflow's ``experiments``, Optuna's ``studies``) tells ours apart from another application's
+    file, whose tables MLflow or Optuna would otherwise add their own to. A file with pages
+    overwritten fails SQLite's ``quick_check``. Each is one message, before anything is written."""
+    path = sqlite_file(uri)
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as connection:
+            check = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:  # "file is not a database", "database disk image is malformed"
+        if "malformed" in str(error):
+            raise ConfigError(key, f"the {store} {path.resolve()} is damaged (SQLite: {error}); {ELSEWHERE}") from None
+        raise ConfigError(
+            key, f"the {store} {path.resolve()} is not a SQLite database (SQLite: {error}); {ELSEWHERE}"
+        ) from None
+    if check != ["ok"]:
+        raise ConfigError(key, f"the {store} {path.resolve()} is damaged (SQLite: {check[0]}); {ELSEWHERE}")
+    if tables and marker_table not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigError(
+            key, f"{path.resolve()} is not an {store} (it holds another application's tables: {shown}); {ELSEWHERE}"
+        )
+
+
+ELSEWHERE = "restore it from a backup, or point the key at another file (a new one is made whole)"

@@ -22,6 +22,7 @@ CRASH_RETRIES_ATTR = "vae_sweep.crash_retries"  # retries after crashes; interru
 # Failure reasons a sweep records itself.
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker_died"
+DISK_FULL = "disk_full"
 
 # MLflow tags.
 STUDY_ROLE_TAG = "vae_sweep.role"

@@ -26,9 +26,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vae_sweep.config import MlflowTracking, RunConfig
+from vae_sweep.errors import ConfigError
 from vae_sweep.images import image_grid
 from vae_sweep.metrics import FINAL_METRICS
-from vae_sweep.mlflow_store import check_reachable, prepare_mlflow_store
+from vae_sweep.mlflow_store import check_reachable, check_sqlite_store, prepare_mlflow_store
 from vae_sweep.train import TrainResult
 from vae_sweep.urls import masked
 
@@ -116,14 +117,30 @@ def git_commit(folder: Path) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
+def open_store_once(uri: str) -> None:
+    """A local store checked (a damaged or foreign file is one message) or made whole, once per
+    process: a sweep worker starts many runs in the same store."""
+    check_sqlite_store(uri, key="tracking.uri", store="MLflow store", marker_table="experiments")
+    prepare_mlflow_store(uri)
+
+
+@functools.lru_cache(maxsize=4)
 def client_for(uri: str) -> MlflowClient:
     """One client per store and process: a sweep worker logs many runs to the same store."""
     return MlflowClient(tracking_uri=uri)
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """Get or create the experiment; another process may create it at the same moment."""
+    """Get or create the experiment; another process may create it at the same moment. One that
+    was deleted (in the MLflow UI) is not brought back behind the user's back: they are told how."""
     experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise ConfigError(
+            "tracking.experiment",
+            f"experiment {name!r} was deleted in MLflow; restore it (MLFLOW_TRACKING_URI={masked(client.tracking_uri)} "
+            f"mlflow experiments restore --experiment-id {experiment.experiment_id}) or log to another one "
+            "with tracking.experiment=NAME",
+        )
     if experiment is not None:
         return experiment.experiment_id
     try:
@@ -168,7 +185,7 @@ class MlflowRun:
     ) -> MlflowRun:
         """Create the run with the full resolved config as params; ``tags`` may hold ``mlflow.parentRunId``."""
         check_reachable(spec.uri)
-        prepare_mlflow_store(spec.uri)
+        open_store_once(spec.uri)
         client = client_for(spec.uri)
         threads = config.trainer.num_threads or torch.get_num_threads()
         all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}

@@ -4,8 +4,11 @@ a worker watching the process that started it)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -16,7 +19,11 @@ def repeating(interval: float, action: Callable[[], object], name: str) -> Itera
 
     def loop() -> None:
         while not stop.wait(interval):
-            if action() is True:
+            try:
+                if action() is True:
+                    return
+            except Exception as error:  # a store that fails (a full disk): the main thread finds out itself
+                log.warning("%s stopped: %s", name, str(error).splitlines()[0][:300] if str(error) else error)
                 return
 
     thread = threading.Thread(target=loop, name=name, daemon=True)

@@ -4,8 +4,8 @@ Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (its ``failed_trial`` and ``r
 attributes are kept, so Optuna's helpers read our retries), with two differences:
 - a retry starts with clean bookkeeping: no user attributes of the failed trial (its failure
   reason, its MLflow run id) travel with it;
-- only crashes spend ``max_retry``: an interrupt is the user's choice, and its retry is always
-  queued, so Ctrl-C never costs a trial.
+- only crashes spend ``max_retry``: an interrupt is the user's choice, and a full disk the
+  machine's; their retries are always queued, so Ctrl-C never costs a trial.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from vae_sweep.names import CRASH_RETRIES_ATTR, FAILURE_REASON_ATTR, INTERRUPTED, RETRY_HISTORY_ATTR, RETRY_OF_ATTR
+from vae_sweep.names import (
+    CRASH_RETRIES_ATTR,
+    DISK_FULL,
+    FAILURE_REASON_ATTR,
+    INTERRUPTED,
+    RETRY_HISTORY_ATTR,
+    RETRY_OF_ATTR,
+)
 
 
 class RetryTrial:
@@ -25,7 +32,7 @@ class RetryTrial:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         history = [*trial.system_attrs.get(RETRY_HISTORY_ATTR, []), trial.number]
         crashes = int(trial.system_attrs.get(CRASH_RETRIES_ATTR, 0))
-        if trial.user_attrs.get(FAILURE_REASON_ATTR) != INTERRUPTED:
+        if trial.user_attrs.get(FAILURE_REASON_ATTR) not in (INTERRUPTED, DISK_FULL):
             crashes += 1
             if self.max_retry is not None and crashes > self.max_retry:
                 return

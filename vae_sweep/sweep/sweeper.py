@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -33,12 +34,14 @@ from optuna.trial import TrialState
 
 from vae_sweep import interrupts
 from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
-from vae_sweep.errors import ConfigError, DataError, require
+from vae_sweep.errors import ConfigError, DataError, DiskFull, is_disk_full, require
 from vae_sweep.mlflow_store import (
     absolute_sqlite_url,
     check_reachable,
+    check_sqlite_store,
     check_writable_sqlite,
     prepare_mlflow_store,
+    sqlite_file,
     unwritable_folder,
 )
 from vae_sweep.sweep.locks import study_lock
@@ -56,7 +59,7 @@ from vae_sweep.sweep.study import (
     open_study,
     owner_of,
 )
-from vae_sweep.sweep.worker import TrialWorker, WorkerSummary
+from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
 from vae_sweep.urls import masked
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,7 @@ class OptunaSweeperImpl:
 
     def sweep(self, arguments: list[str]) -> list[WorkerSummary]:
         interrupts.install()
+        logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
         try:
             plan, study, created = self.prepare(arguments)
         except (ConfigError, DataError) as error:
@@ -139,11 +143,31 @@ class OptunaSweeperImpl:
                 if stopped_by:
                     self.interrupted(plan, stopped_by)
                     sys.exit(interrupts.EXIT_CODE)
+                full = next((s.disk_full for s in summaries if s.disk_full), None)
+                if full:
+                    raise self.disk_full(plan, full)
                 self.report(plan, summaries)
             except SweepFailed as error:
                 print(f"vae-train: error: {error}", file=sys.stderr)
                 sys.exit(1)
+            except OSError as error:  # writing the results or plots
+                if not is_disk_full(error):
+                    raise
+                print(f"vae-train: error: {self.disk_full(plan, first_line(error))}", file=sys.stderr)
+                sys.exit(1)
         return summaries
+
+    def disk_full(self, plan: SweepPlan, detail: str) -> SweepFailed:
+        """One line that names the full disk and how to go on: the stores are whole (every write
+        is a transaction), and the same command, once there is space, retries what was cut off."""
+        folders = [Path.cwd(), Path(str(self.config.hydra.sweep.dir))]
+        folders += [path.parent for path in map(sqlite_file, (plan.storage_url, plan.tracking_uri or "")) if path]
+        existing = [folder for folder in folders if folder.exists()]
+        fullest = min(existing, key=lambda folder: shutil.disk_usage(folder).free)
+        return SweepFailed(
+            f"{DiskFull(str(fullest.resolve()), detail)}; free some space, then run the same command again: "
+            f"study {plan.study_name!r} resumes, and the trials cut off are retried"
+        )
 
     def run_workers(self, plan: SweepPlan) -> list[WorkerSummary]:
         """Launch the workers, and again while trials are left that workers which died (a worker
@@ -178,7 +202,7 @@ class OptunaSweeperImpl:
                     first_line(error),
                     f"; trial(s) {', '.join(map(str, died))} failed as worker_died and retried" if died else "",
                 )
-            if any(s.stopped_for_failures for s in summaries):
+            if any(s.stopped_for_failures or s.disk_full for s in summaries):
                 return summaries
             left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             if not left:
@@ -265,18 +289,18 @@ class OptunaSweeperImpl:
             sweeper_pid=os.getpid(),
         )
         self.check_launcher(plan.n_jobs)
-        # Unwritable stores or output folder: one message now, not a traceback once the study
-        # and its parent run exist (or, for the output folder, from inside the launcher).
-        check_writable_sqlite(plan.storage_url, key="hydra.sweeper.storage", store="Optuna storage")
+        # Unwritable, damaged or foreign stores, an unwritable output folder: one message now, not
+        # a traceback once the study and its parent run exist (or from inside the launcher).
+        check_local_store(plan.storage_url, key="hydra.sweeper.storage", store="Optuna storage", marker="studies")
         if isinstance(tracking, MlflowTracking):
-            check_writable_sqlite(tracking.uri, key="tracking.uri", store="MLflow store")
+            check_local_store(tracking.uri, key="tracking.uri", store="MLflow store", marker="experiments")
         check_output_folder(Path(str(self.config.hydra.sweep.dir)))
         n_trials = settings.n_trials
         if plan.sampler_name == "grid":
             n_trials = min(n_trials, grid_size(space))
         sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
         if isinstance(tracking, MlflowTracking):  # outside the lock: it takes seconds, and is atomic on its own
-            prepare_tracking_store(tracking.uri)
+            prepare_tracking_store(tracking.uri, tracking.experiment)
         storage = plan.storage()
         with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
@@ -444,16 +468,20 @@ class OptunaSweeperImpl:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
 
 
-def prepare_tracking_store(uri: str) -> None:
+def prepare_tracking_store(uri: str, experiment: str) -> None:
     """A new local MLflow store made whole (its migrations take seconds), in WAL mode for the
-    parallel workers; MLflow itself is imported here, before any lock is taken."""
-    import vae_sweep.sweep.parent_run  # noqa: F401  (mlflow: seconds of imports)
+    parallel workers, and its experiment usable, before the study exists; MLflow itself is
+    imported here, before any lock is taken."""
+    from vae_sweep.sweep.parent_run import tracking_client
+    from vae_sweep.tracking import TRACKING_ERRORS, experiment_id
 
     try:
         prepare_mlflow_store(uri)
+        experiment_id(tracking_client(uri), experiment)  # before any other write: a deleted one is refused
         enable_sqlite_wal(uri)
-    except (sqlite3.Error, OSError) as error:  # e.g. a file that is not a database, a full disk
-        raise ConfigError("tracking.uri", f"cannot open the MLflow store {uri}: {error}") from None
+    except (sqlite3.Error, *TRACKING_ERRORS) as error:  # a damaged store, a full disk, a schema MLflow refuses
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("tracking.uri", f"cannot open the MLflow store {masked(uri)}: {first[:300]}") from None
 
 
 def worker_count(n_jobs: int, left: int, *, local: bool, cores: int) -> int:
@@ -484,14 +512,22 @@ def finished_count(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+def check_local_store(uri: str, *, key: str, store: str, marker: str) -> None:
+    """A SQLite store (other URLs are left to their server) that can be written, and that is a
+    whole store of its kind if it exists."""
+    check_writable_sqlite(uri, key=key, store=store)
+    check_sqlite_store(uri, key=key, store=store, marker_table=marker)
 
 
 def check_output_folder(folder: Path) -> None:
-    """The sweep folder (trial folders, results, plots) must be writable; made here if missing."""
+    """The sweep folder (trial folders, results, plots) must be writable. Made to try, then
+    removed again if this made it: a check that fails later leaves no empty ``multirun/``."""
+    absolute = folder.absolute()
+    made = [path for path in (absolute, *absolute.parents) if not path.exists()]
     problem = unwritable_folder(folder)
+    for path in made:  # deepest first; a folder something else filled meanwhile stays
+        with contextlib.suppress(OSError):
+            path.rmdir()
     if problem:
         raise ConfigError("hydra.sweep.dir", f"cannot write the sweep's output folder {folder}: {problem}")
 

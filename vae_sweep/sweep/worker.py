@@ -35,8 +35,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from vae_sweep import interrupts
-from vae_sweep.errors import ConfigError, TrainingPruned
-from vae_sweep.names import FAILURE_REASON_ATTR, INTERRUPTED, RUN_ID_ATTR, TRIAL_STATE_TAG, WORKER_DIED
+from vae_sweep.errors import ConfigError, TrainingPruned, is_disk_full
+from vae_sweep.names import DISK_FULL, FAILURE_REASON_ATTR, INTERRUPTED, RUN_ID_ATTR, TRIAL_STATE_TAG, WORKER_DIED
 from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
@@ -70,6 +70,7 @@ class WorkerSummary:
     trials: dict[int, str] = field(default_factory=dict)  # trial number -> final state
     stopped_for_failures: bool = False
     interrupted: str | None = None  # the signal that stopped it
+    disk_full: str | None = None  # the error that showed the disk was full
 
 
 def outcome_of(job: JobReturn) -> Outcome:
@@ -78,6 +79,8 @@ def outcome_of(job: JobReturn) -> Outcome:
         error = job._return_value  # run_job stores the exception here; .return_value would re-raise it
         if isinstance(error, (TrainingPruned, optuna.TrialPruned)):
             return Outcome(TrialState.PRUNED)
+        if is_disk_full(error):  # the machine's fault, not the trial's: retried once there is space
+            return Outcome(TrialState.FAIL, reason=DISK_FULL)
         return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
     value = job.return_value
     try:
@@ -105,6 +108,7 @@ class TrialWorker:
 
         summary = WorkerSummary(int(HydraConfig.get().job.num))
         interrupts.install()
+        logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
         if self.plan.local_workers:
             limit_torch_threads(self.plan.n_jobs)
         preload(tracking=self.plan.tracking_uri is not None)
@@ -116,40 +120,55 @@ class TrialWorker:
         return summary
 
     def run_trials(self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary) -> None:
-        """Claim and run trials until none is left here or elsewhere, too many failed, or a signal came."""
+        """Claim and run trials until none is left here or elsewhere, too many failed, a signal
+        came, or the disk is full (then the stores are as the last whole write left them)."""
         started = time.monotonic()
         waiting = Waiting()
-        while interrupts.requested() is None:
-            study = self.plan.load_study(storage)
-            fail_stale_trials(study)
-            fail_dead_trials(study, storage, self.plan.retry())
-            if failure_rate_exceeded(study, self.plan.max_failure_rate):
-                summary.stopped_for_failures = True
-                return
-            claimed = claim_trial(
-                storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number), owner
-            )
-            if claimed is None:
-                others = trials_to_wait_for(storage, self.plan.study_name, self.plan.launch_id, self.plan.heartbeats)
-                if not others:
+        while interrupts.requested() is None and summary.disk_full is None:
+            try:
+                if not self.next_trial(storage, owner, summary, started, waiting):
                     return
+            except Exception as error:
+                if not is_disk_full(error):
+                    raise
+                summary.disk_full = first_line(error)
+
+    def next_trial(
+        self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary, started: float, waiting: Waiting
+    ) -> bool:
+        """Claim one trial and run it, or wait a moment for trials run elsewhere; False when done."""
+        study = self.plan.load_study(storage)
+        fail_stale_trials(study)
+        fail_dead_trials(study, storage, self.plan.retry())
+        if failure_rate_exceeded(study, self.plan.max_failure_rate):
+            summary.stopped_for_failures = True
+            return False
+        claimed = claim_trial(
+            storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number), owner
+        )
+        if claimed is None:
+            others = trials_to_wait_for(storage, self.plan.study_name, self.plan.launch_id, self.plan.heartbeats)
+            if others:
                 waiting.wait(others)
-                continue
-            trial, trial_id = claimed
-            with heartbeat(storage, trial_id):
-                outcome = self.run_trial(trial)
-            recorded = self.record(study, storage, trial, trial_id, outcome)
-            frozen = storage.get_trial(trial_id)
-            if recorded:
-                summary.trials[trial.number] = outcome.state.name
-            else:
-                log.info(
-                    "trial %d was failed by another process while this worker was stopped (paused past the "
-                    "grace period); its retry runs elsewhere, this result is dropped",
-                    trial.number,
-                )
-                outcome = Outcome(TrialState.FAIL, reason=frozen.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED))
-            self.after_trial(study, frozen, outcome, time.monotonic() - started)
+            return bool(others)
+        trial, trial_id = claimed
+        with heartbeat(storage, trial_id):
+            outcome = self.run_trial(trial)
+        recorded = self.record(study, storage, trial, trial_id, outcome)
+        frozen = storage.get_trial(trial_id)
+        if recorded:
+            summary.trials[trial.number] = outcome.state.name
+        else:
+            log.info(
+                "trial %d was failed by another process while this worker was stopped (paused past the "
+                "grace period); its retry runs elsewhere, this result is dropped",
+                trial.number,
+            )
+            outcome = Outcome(TrialState.FAIL, reason=frozen.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED))
+        self.after_trial(study, frozen, outcome, time.monotonic() - started)
+        if outcome.reason == DISK_FULL:
+            summary.disk_full = f"trial {trial.number} failed writing to a full disk"
+        return True
 
     def record(
         self, study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, trial_id: int, outcome: Outcome
@@ -162,7 +181,7 @@ class TrialWorker:
             tell(study, trial, outcome)
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
-        if outcome.reason == INTERRUPTED:
+        if outcome.reason in (INTERRUPTED, DISK_FULL):
             self.plan.retry()(study, storage.get_trial(trial_id))
         return True
 
@@ -254,6 +273,11 @@ def continued_elsewhere(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -
     )
 
 
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
+
+
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     try:
         study.tell(trial, values=outcome.values, state=outcome.state)
@@ -290,6 +314,9 @@ def preload(*, tracking: bool) -> None:
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
     if tracking:
         importlib.import_module("vae_sweep.tracking")  # mlflow
+        # MLflow logs every failed database call with its traceback, then raises; the run's one
+        # warning (vae_sweep.tracking) already says what failed and what was lost.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def limit_torch_threads(n_jobs: int) -> None:
