@@ -33,6 +33,7 @@ class MlflowServer:
     folder: Path  # holds the artifacts and the server's log
     port: int
     workers: int = 1
+    options: tuple[str, ...] = ()  # more `mlflow server` arguments, e.g. ("--allowed-hosts", ...)
     process: subprocess.Popen | None = None
 
     @property
@@ -45,7 +46,7 @@ class MlflowServer:
         command = [
             mlflow, "server", "--backend-store-uri", self.backend_uri,
             "--artifacts-destination", str(self.folder / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers), *self.options,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         with (self.folder / "server.log").open("a") as log:

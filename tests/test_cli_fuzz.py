@@ -12,19 +12,15 @@ run draw the same examples.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import sqlite3
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from in_process import vae_train
 from tiny import TINY_SWEEP
-
-from vae_sweep.cli import train_app
 
 FUZZ = settings(
     max_examples=24, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
@@ -83,20 +79,15 @@ def running_rows(path: Path, query: str) -> int:
 
 
 @pytest.fixture
-def fresh_process_state(monkeypatch):
-    """What a new process would have: our signal handlers, environment and logging settings undone."""
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+def no_tracking_variable(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
 
 
 @pytest.mark.slow
 @FUZZ
 @given(sweep=st.booleans(), run_overrides=overrides(VALUES), sweeper_overrides=overrides(SWEEPER))
 def test_any_command_line_ends_in_a_run_or_one_clean_refusal_never_a_traceback_or_a_running_run(
-    sweep, run_overrides, sweeper_overrides, fresh_process_state, capsys
+    sweep, run_overrides, sweeper_overrides, no_tracking_variable, capsys
 ):
     with tempfile.TemporaryDirectory() as folder:
         cwd = Path(folder)
@@ -113,23 +104,11 @@ def test_any_command_line_ends_in_a_run_or_one_clean_refusal_never_a_traceback_o
             argv += [f"hydra.sweeper.storage=sqlite:///{cwd}/optuna.db", f"hydra.sweep.dir={cwd}/multirun"]
         else:
             argv += [f"hydra.run.dir={cwd}/outputs"]
-        old_argv, old_cwd = sys.argv, os.getcwd()
-        sys.argv = ["vae-train", *argv]
-        os.chdir(cwd)
-        try:
-            train_app()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        finally:
-            sys.argv = old_argv
-            os.chdir(old_cwd)
-        out = capsys.readouterr()
-        text = out.out + out.err
+        outcome = vae_train(cwd, argv, capsys)
+        code, text = outcome.code, outcome.text
         assert code in (0, 1, 2), (argv, text[-3000:])
         assert "Traceback" not in text, (argv, text[-5000:])
         if code == 2:
-            errors = [line for line in out.err.splitlines() if line.startswith("vae-train: error:")]
-            assert len(errors) == 1, (argv, out.err[-3000:])
+            assert len(outcome.error_lines()) == 1, (argv, outcome.err[-3000:])
         assert running_rows(cwd / "mlflow.db", "SELECT count(*) FROM runs WHERE status = 'RUNNING'") == 0, argv
         assert running_rows(cwd / "optuna.db", "SELECT count(*) FROM trials WHERE state = 'RUNNING'") == 0, argv

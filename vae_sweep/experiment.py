@@ -21,6 +21,7 @@ from vae_sweep import interrupts
 from vae_sweep.checkpoint import Checkpoint, fingerprint, load_checkpoint
 from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
 from vae_sweep.errors import ConfigError, TrainingDiverged, TrainingPruned
+from vae_sweep.mlflow_store import check_local_store
 from vae_sweep.names import RESUMED_AT_TAG
 from vae_sweep.train import EpochCallback, TrainResult, train
 from vae_sweep.urls import masked
@@ -62,6 +63,7 @@ def run_experiment(
     then the run trains untracked with a warning, so its result still reaches the sweep."""
     config = parse_run_config(cfg)
     config.data.check()  # missing or corrupt data files: refused before an MLflow run exists
+    config.trainer.resolve_device()  # so is a CUDA run on a machine without one
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     if not config.trainer.checkpoint_every:
         checkpoint = resume = None
@@ -74,6 +76,8 @@ def run_experiment(
     state = None
     with interrupts.shielded():
         try:
+            if require_tracking:  # a single run: its store is checked as a sweep checks it
+                check_local_store(config.tracking.uri, key="tracking.uri", store="MLflow store", marker="experiments")
             state = find_checkpoint(config, resume, config.tracking)
             if state is not None and resume is not None and resume.run_id:
                 resume_tags = {**(tags or {}), **resume.tags, RESUMED_AT_TAG: str(state.epoch)}

@@ -197,4 +197,11 @@ def check_sqlite_store(uri: str, *, key: str, store: str, marker_table: str) -> 
         )
 
 
+def check_local_store(uri: str, *, key: str, store: str, marker: str) -> None:
+    """A SQLite store (other URLs are left to their server) that can be written, and that is a
+    whole store of its kind if it exists."""
+    check_writable_sqlite(uri, key=key, store=store)
+    check_sqlite_store(uri, key=key, store=store, marker_table=marker)
+
+
 ELSEWHERE = "restore it from a backup, or point the key at another file (a new one is made whole)"

@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 
 
 def reproduce_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
-    """A single ``vae-train`` run with the trial's overrides: no sweep, same config."""
+    """A single ``vae-train`` run with the trial's overrides: no sweep, same config. A fixed value
+    given on the command line is both a base override and one of the space's; it is written once."""
     values = {name: trial.params[name] for name in plan.space.params if name in trial.params}
-    return shlex.join(["vae-train", *plan.base_overrides, *plan.space.overrides(values)])
+    return shlex.join(["vae-train", *dict.fromkeys([*plan.base_overrides, *plan.space.overrides(values)])])
 
 
 def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:

@@ -49,17 +49,24 @@ def enable_sqlite_wal(url: str) -> None:
         connection.execute("PRAGMA journal_mode=WAL")
 
 
+def storage_backend(url: str) -> str:
+    """The database kind of an Optuna storage URL (``sqlite``, ``postgresql``, ...); refused when
+    it is not a database URL, which the sweep checks before it writes anything."""
+    try:
+        return make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(
+            "hydra.sweeper.storage",
+            f"not a database URL: {url!r} (e.g. sqlite:///optuna.db, postgresql://user@host/db)",
+        ) from None
+
+
 def make_storage(
     url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 0
 ) -> RDBStorage:
     """An RDB storage; with heartbeats, a trial whose worker died is failed, then retried."""
     key = "hydra.sweeper.storage"
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise ConfigError(
-            key, f"not a database URL: {url!r} (e.g. sqlite:///optuna.db, postgresql://user@host/db)"
-        ) from None
+    backend = storage_backend(url)
     engine_kwargs = {}
     if backend == "sqlite":
         # The driver's own transaction handling (isolation_level=None turns it off) defers BEGIN

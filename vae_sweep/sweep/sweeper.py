@@ -37,9 +37,8 @@ from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
 from vae_sweep.errors import ConfigError, DataError, DiskFull, is_disk_full, require
 from vae_sweep.mlflow_store import (
     absolute_sqlite_url,
+    check_local_store,
     check_reachable,
-    check_sqlite_store,
-    check_writable_sqlite,
     prepare_mlflow_store,
     sqlite_file,
     unwritable_folder,
@@ -58,6 +57,7 @@ from vae_sweep.sweep.study import (
     fail_stale_trials,
     open_study,
     owner_of,
+    storage_backend,
 )
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
 from vae_sweep.urls import masked
@@ -291,6 +291,7 @@ class OptunaSweeperImpl:
         self.check_launcher(plan.n_jobs)
         # Unwritable, damaged or foreign stores, an unwritable output folder: one message now, not
         # a traceback once the study and its parent run exist (or from inside the launcher).
+        storage_backend(plan.storage_url)
         check_local_store(plan.storage_url, key="hydra.sweeper.storage", store="Optuna storage", marker="studies")
         if isinstance(tracking, MlflowTracking):
             check_local_store(tracking.uri, key="tracking.uri", store="MLflow store", marker="experiments")
@@ -510,13 +511,6 @@ def forward_to_children(signum: int) -> None:
 
 def finished_count(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
-
-
-def check_local_store(uri: str, *, key: str, store: str, marker: str) -> None:
-    """A SQLite store (other URLs are left to their server) that can be written, and that is a
-    whole store of its kind if it exists."""
-    check_writable_sqlite(uri, key=key, store=store)
-    check_sqlite_store(uri, key=key, store=store, marker_table=marker)
 
 
 def check_output_folder(folder: Path) -> None:
