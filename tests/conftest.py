@@ -9,7 +9,6 @@ validates such a run into a ``RunConfig``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -17,34 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.environment import clean_env
+from helpers.tiny import TINY_SWEEP
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
-from tiny import TINY_SWEEP
 
-from vae_sweep.config import RunConfig, parse_run_config
-from vae_sweep.mlflow_store import prepare_mlflow_store
+from vae_sweep.track.stores import prepare_mlflow_store
+from vae_sweep.train.config import RunConfig, parse_run_config
 
 CONFIG_MODULE = "vae_sweep.conf"
 
-# Synthetic 8x8 images (140 train / 20 val / 40 test), one epoch, no tracking. One thread:
-# tiny matrices gain nothing from more, and idle OpenMP workers slow a busy machine down a lot.
-TINY_RUN = (
-    "data=synthetic",
-    "data.n_samples=200",
-    "data.side=8",
-    "trainer.epochs=1",
-    "trainer.batch_size=32",
-    "trainer.iwae_samples=16",
-    "trainer.num_threads=1",
-    "tracking=none",
-)
-# A small network; leave these out to train a model preset as it is.
-TINY_MODEL = (
-    "model.encoder_hidden=[32]",
-    "model.decoder_hidden=[32]",
-    "model.latent_dim=4",
-)
+# The tiny run (conf/debug/tiny.yaml: synthetic 8x8 images, a small MLP, one thread), for one
+# epoch and without tracking.
+TINY_OVERRIDES = ("debug=tiny", "trainer.epochs=1", "tracking=none")
 
 
 def compose_run(*overrides: str) -> DictConfig:
@@ -62,11 +47,11 @@ def compose_config() -> Callable[..., DictConfig]:
 
 @pytest.fixture(scope="session")
 def tiny_overrides() -> tuple[str, ...]:
-    """Overrides that shrink any run to synthetic 8x8 data, a small MLP and one epoch.
+    """Overrides that shrink any run to synthetic 8x8 data, a small MLP and one epoch, untracked.
 
     Later overrides win, so ``compose_config(*tiny_overrides, "trainer.epochs=3")`` trains three.
     """
-    return TINY_RUN + TINY_MODEL
+    return TINY_OVERRIDES
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +125,7 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
         *TINY_SWEEP,
         "trainer.epochs=3",
     ]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = clean_env()
     out = subprocess.run(
         [shutil.which("vae-train") or "vae-train", *overrides],
         cwd=folder,

@@ -1,3 +1,22 @@
-"""vae-sweep: hyperparameter sweeps for variational autoencoders."""
+"""vae-sweep: hyperparameter sweeps for variational autoencoders.
+
+The parts, and who may import whom (``tests/test_layout.py`` reads the imports and checks it):
+
+- ``train/``: the math. Data, models, losses, regularization, optimizers, schedules, the loop,
+  the config specs. Knows nothing of MLflow, Optuna or Hydra's sweeper; imports only
+  ``errors``, ``names`` and ``interrupts``.
+- ``track/``: MLflow. One tracked training run, its batched logging, pictures, store checks.
+  May import ``train/``; never ``sweep/``.
+- ``sweep/``: the Optuna sweeper behind ``hydra/sweeper=optuna``: search space, study and
+  storage, workers, the pruning bridge, results. May import ``track/`` and ``train/``.
+- ``compare/`` (vae-compare) and ``reproduce/`` (vae-reproduce): read finished studies and runs
+  back out. May import ``track/`` and ``train/``.
+- ``bench/``: the benchmarks behind docs/benchmarks.md.
+- Shared by all, importing nothing of ours but ``errors``: ``errors`` (the error classes),
+  ``names`` (every MLflow tag, Optuna attribute and metric name), ``interrupts`` (the process's
+  signal state), ``overrides`` (Hydra override text), ``local_stores`` (the SQLite files and
+  folders every part writes).
+- ``cli``: the console entry points, and the one place that turns errors into exit codes.
+"""
 
 __version__ = "0.1.0"

@@ -1,41 +1,79 @@
-"""Console entry points. Thin: everything they do is a function elsewhere that tests can call."""
+"""Console entry points, and the one place that turns errors into exit codes.
+
+Library code raises (``vae_sweep.errors``); the commands here print one ``<program>: error:``
+line for our errors and exit with the code ``EXIT_CODES`` gives them. Hydra's own errors
+(unknown options and keys) keep Hydra's report and exit code 1. Everything the commands do is
+a function elsewhere that tests can call.
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
 import signal
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 
 import hydra
+import yaml
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
 from vae_sweep import interrupts
-from vae_sweep.config import parse_objectives
-from vae_sweep.errors import ConfigError, DataError, TrainingDiverged
-from vae_sweep.experiment import run_experiment
-from vae_sweep.hydra_errors import config_file_error, frames_below, reraise
-from vae_sweep.mlflow_store import absolute_sqlite_url
+from vae_sweep.errors import (
+    ConfigError,
+    DataError,
+    SweepFailed,
+    SweepInterrupted,
+    TrainingDiverged,
+    UsageError,
+    VaeSweepError,
+)
+from vae_sweep.local_stores import absolute_sqlite_url
+from vae_sweep.track.training import train_and_track
+from vae_sweep.train.config import parse_objectives
 
 log = logging.getLogger(__name__)
 
+# Our errors and their exit codes: 2 the input cannot be used (nothing was started), 1 the work
+# could not be done, 130 stopped by a signal (SIGINT, SIGTERM and SIGHUP alike, docs/reliability.md).
+EXIT_CODES: tuple[tuple[type[VaeSweepError], int], ...] = (
+    (ConfigError, 2),
+    (DataError, 2),
+    (UsageError, 2),
+    (SweepFailed, 1),
+    (SweepInterrupted, interrupts.EXIT_CODE),
+)
+HYDRA_HINT = "\nSet the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
+
+
+def exit_code(error: VaeSweepError) -> int:
+    return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
+
+
+def report_and_exit(prog: str, error: VaeSweepError) -> None:
+    """The error's one line, then its exit code. An interrupted sweep's line says how to resume."""
+    line = str(error) if isinstance(error, SweepInterrupted) else f"{prog}: error: {error}"
+    print(line, file=sys.stderr)
+    sys.exit(exit_code(error))
+
 
 def train_app() -> None:
-    """``vae-train``: the Hydra app below, with a config file that is not valid YAML (or not UTF-8
-    text) reported in one line naming the file (exit code 2) rather than in Hydra's full traceback.
+    """``vae-train``: the Hydra app below, whose errors are reported here.
 
     Hydra prints a traceback for any error it meets before the job starts, unless it is one of
-    its own; with ``HYDRA_FULL_ERROR=1`` it raises instead, so these errors can be told apart.
-    Every other error goes back to Hydra's own report, unchanged.
+    its own; with ``HYDRA_FULL_ERROR=1`` it raises instead, so errors can be told apart: ours
+    (from the job or our sweeper) become one line, a config file that is not valid YAML (or not
+    UTF-8 text) one line naming the file (exit code 2), and every other error gets Hydra's
+    report, as if we had not asked. A user who sets ``HYDRA_FULL_ERROR=1`` gets full tracebacks
+    of everything but our own errors.
     """
     interrupts.install()
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":  # the user asked for full tracebacks
-        train_task()
-        return
+    full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         train_task()
@@ -46,19 +84,73 @@ def train_app() -> None:
     except KeyboardInterrupt as error:
         print(f"vae-train: {interrupted_message(error)}", file=sys.stderr)
         sys.exit(interrupts.EXIT_CODE)
+    except VaeSweepError as error:
+        report_and_exit("vae-train", error)
     except Exception as error:
-        from hydra._internal.utils import run_and_report
-
+        if full_errors:
+            raise
         message = config_file_error(error)
         if message is not None:
             print(f"vae-train: error: {message}", file=sys.stderr)
             sys.exit(2)
-
-        del os.environ["HYDRA_FULL_ERROR"]
-        trimmed = error.with_traceback(frames_below(error.__traceback__, "run_and_report"))
-        run_and_report(functools.partial(reraise, trimmed))  # Hydra's own report of it, then exit code 1
+        hydra_report(error)
+        sys.exit(1)
     finally:
-        os.environ.pop("HYDRA_FULL_ERROR", None)
+        if not full_errors:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def hydra_report(error: Exception) -> None:
+    """What Hydra prints for an error when ``HYDRA_FULL_ERROR`` is unset: its own errors (unknown
+    options and keys, bad override syntax) as their message, any other error as a traceback
+    from the job down."""
+    if isinstance(error, CompactHydraException):
+        print(error, file=sys.stderr)
+        if error.__cause__ is not None:
+            print(error.__cause__, file=sys.stderr)
+    else:
+        traceback.print_exception(type(error), error, frames_below(error.__traceback__, "run_job"))
+    print(HYDRA_HINT, file=sys.stderr)
+
+
+def frames_below(tb: TracebackType | None, function: str) -> TracebackType | None:
+    """The traceback from the frame called by ``function`` down (all of it if ``function`` is not in it)."""
+    entry = tb
+    while entry is not None and entry.tb_frame.f_code.co_name != function:
+        entry = entry.tb_next
+    return entry.tb_next if entry is not None else tb
+
+
+def config_file_error(error: Exception) -> str | None:
+    """One line for a config file that is not valid YAML or not UTF-8 text; None for any other error."""
+    if isinstance(error, yaml.YAMLError):
+        return yaml_error_text(error)
+    path = config_file_of(error.__traceback__)
+    if isinstance(error, UnicodeDecodeError) and path is not None:
+        return f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+    return None
+
+
+def config_file_of(tb: TracebackType | None) -> str | None:
+    """The config file Hydra's config source was loading when ``tb`` was raised, if it was."""
+    path = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "load_config":
+            path = frame.f_locals.get("full_path") or frame.f_locals.get("config_path") or path
+        tb = tb.tb_next
+    return None if path is None else str(path)
+
+
+def yaml_error_text(error: yaml.YAMLError) -> str:
+    """``path, line L, column C: not valid YAML: <what the parser expected>``."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return f"a config file is not valid YAML: {' '.join(str(error).split())}"
+    mark = error.context_mark or error.problem_mark  # where the broken construct starts
+    what = "; ".join(str(part) for part in (error.context, error.problem) if part)
+    if error.context_mark is not None and error.context_mark.line != error.problem_mark.line:
+        what += f" (line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1})"
+    return f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}; fix the file"
 
 
 @hydra.main(version_base="1.3", config_path="pkg://vae_sweep.conf", config_name="config")
@@ -86,7 +178,7 @@ def train_task(cfg: DictConfig) -> float | list[float]:
         objectives = parse_objectives(cfg.get("objective", "val_loss"))
         if link is not None and cfg.trainer.get("checkpoint_every"):
             link.record_checkpoint(checkpoint)
-        result = run_experiment(
+        result = train_and_track(
             cfg,
             callbacks=link.callbacks(objectives[0]) if link else (),
             tags=link.tags() if link else None,
@@ -95,11 +187,6 @@ def train_task(cfg: DictConfig) -> float | list[float]:
             checkpoint=checkpoint,
             resume=link.resume_point() if link else None,
         )
-    except (ConfigError, DataError) as error:
-        if link is not None:
-            raise
-        print(f"vae-train: error: {error}", file=sys.stderr)
-        sys.exit(2)
     except TrainingDiverged as error:
         log.error("%s; the run is recorded as failed", error)
         return [math.nan] * len(objectives) if len(objectives) > 1 else math.nan
@@ -116,27 +203,43 @@ def interrupted_message(error: KeyboardInterrupt) -> str:
     return f"interrupted ({name}){where}"
 
 
-def compare_main() -> None:
-    """``vae-compare``: techniques side by side from a finished study's MLflow runs."""
+def compare(argv: Sequence[str]) -> int:
+    """``vae-compare ARGV``: its exit code, after one error line if it could not compare."""
     from vae_sweep.compare import main
 
-    run_tool("vae-compare", main)
+    return run_tool("vae-compare", main, argv)
+
+
+def reproduce(argv: Sequence[str]) -> int:
+    """``vae-reproduce ARGV``: 0 identical (or within the tolerance, or recovered), 1 different
+    or not verified, 2 after one error line if it could not re-run."""
+    from vae_sweep.reproduce import main
+
+    return run_tool("vae-reproduce", main, argv)
+
+
+def compare_main() -> None:
+    """``vae-compare``: techniques side by side from a finished study's MLflow runs."""
+    sys.exit(compare(sys.argv[1:]))
 
 
 def reproduce_main() -> None:
     """``vae-reproduce``: re-run a logged run from its ``config.yaml`` and compare the metrics."""
-    from vae_sweep.reproduce import main
-
-    run_tool("vae-reproduce", main)
+    sys.exit(reproduce(sys.argv[1:]))
 
 
-def run_tool(prog: str, main: Callable[[list[str]], int]) -> None:
-    """Exit with ``main``'s code; Ctrl-C or SIGTERM (a reproduction's new run is then KILLED)
-    ends in one line and code 130, not a traceback."""
+def run_tool(prog: str, main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> int:
+    """``main``'s code; argparse's own for ``--help`` (0) and its usage errors (2); one line and
+    our code for our errors; Ctrl-C or SIGTERM (a reproduction's new run is then KILLED) one line
+    and code 130, not a traceback."""
     interrupts.install()
     try:
-        code = main(sys.argv[1:])
+        return main(list(argv))
+    except SystemExit as exit_:  # argparse
+        return int(exit_.code or 0)
     except KeyboardInterrupt as error:
         print(f"{prog}: {interrupted_message(error)}", file=sys.stderr)
-        code = interrupts.EXIT_CODE
-    sys.exit(code)
+        return interrupts.EXIT_CODE
+    except VaeSweepError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return exit_code(error)

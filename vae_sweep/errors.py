@@ -1,11 +1,22 @@
-"""Exceptions that the CLI turns into one clear message instead of a traceback."""
+"""Every error vae-sweep raises on purpose, under one base class.
+
+Library code raises these; only ``vae_sweep/cli.py`` turns them into one ``<program>: error:``
+line and an exit code (its ``EXIT_CODES``). The kinds that stop a command are ``ConfigError``,
+``DataError`` and ``UsageError`` (the input cannot be used, exit code 2), ``SweepFailed`` (the
+work could not be done, exit code 1) and ``SweepInterrupted`` (a signal, exit code 130). The
+others travel between the training loop, tracking and the sweep and never reach a user.
+"""
 
 from __future__ import annotations
 
 import errno
 
 
-class ConfigError(ValueError):
+class VaeSweepError(Exception):
+    """Base of every error vae-sweep raises itself."""
+
+
+class ConfigError(VaeSweepError, ValueError):
     """A config value is unknown, of the wrong type or out of range.
 
     ``key`` is the dotted config key (``optimizer.lr``) so the message tells the user
@@ -22,11 +33,26 @@ class ConfigError(ValueError):
         return ConfigError(f"{group}.{self.key}" if self.key else group, self.message)
 
 
-class DataError(RuntimeError):
+class DataError(VaeSweepError, RuntimeError):
     """A data set is missing, corrupt or fails its checksum."""
 
 
-class TrainingDiverged(RuntimeError):
+class UsageError(VaeSweepError, ValueError):
+    """A reading command (vae-compare, vae-reproduce) cannot use what it was given: an unknown
+    study, run, key or metric, an unreachable store, a run that cannot be re-run here."""
+
+
+class SweepFailed(VaeSweepError, RuntimeError):
+    """The sweep ended without a usable result: every trial failed, too many did, its workers
+    could not finish any, or the disk is full. The results written so far are kept."""
+
+
+class SweepInterrupted(VaeSweepError):
+    """A signal stopped the sweep; the message is the one line that says how to go on (the study
+    is whole, so the same command resumes it)."""
+
+
+class TrainingDiverged(VaeSweepError, RuntimeError):
     """The loss became NaN or infinite; the run is recorded as failed with ``reason`` (``nan_loss``)."""
 
     def __init__(self, reason: str, epoch: int, detail: str = "", metrics: dict[str, float] | None = None) -> None:
@@ -42,7 +68,7 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ConfigError(key, message)
 
 
-class TrainingPruned(RuntimeError):
+class TrainingPruned(VaeSweepError, RuntimeError):
     """A pruner stopped the run after ``epoch``; its curves so far are kept."""
 
     def __init__(self, epoch: int) -> None:
@@ -50,14 +76,14 @@ class TrainingPruned(RuntimeError):
         super().__init__(f"pruned at epoch {epoch}")
 
 
-class TrialTakenOver(RuntimeError):
+class TrialTakenOver(VaeSweepError, RuntimeError):
     """Another process failed this run's trial (its worker looked dead: paused past the heartbeat's
     grace period) and retries it; this run must stop and its result is not reported."""
 
     reason = "worker_died"
 
 
-class DiskFull(RuntimeError):
+class DiskFull(VaeSweepError, RuntimeError):
     """A store or output folder ran out of space; ``where`` is the fullest folder in use."""
 
     def __init__(self, where: str, detail: str) -> None:

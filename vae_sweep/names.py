@@ -11,7 +11,7 @@ STUDY_UID_ATTR = "vae_sweep.study_uid"  # tags the parent run, so a rerun finds 
 # Optuna trial user attributes.
 RUN_ID_ATTR = "mlflow_run_id"
 FAILURE_REASON_ATTR = "failure_reason"  # also an MLflow tag of the trial's run
-CHECKPOINT_ATTR = "vae_sweep.checkpoint"  # where the trial saves its checkpoint (trainer.checkpoint_every)
+CHECKPOINT_ATTR = "vae_sweep.train.checkpoint"  # where the trial saves its checkpoint (trainer.checkpoint_every)
 
 # Optuna trial system attributes written on a retry; the first two are Optuna's own
 # (RetryHeartbeatStaleTrialCallback's), so Optuna's helpers read our retries too.
@@ -24,11 +24,27 @@ INTERRUPTED = "interrupted"
 WORKER_DIED = "worker_died"
 DISK_FULL = "disk_full"
 
+# Where runs and studies go unless a config says otherwise.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+DEFAULT_EXPERIMENT = "vae-sweep"
+
+# MLflow artifacts of a run.
+CONFIG_ARTIFACT = "config.yaml"  # the resolved config, what vae-reproduce re-runs
+WEIGHTS_ARTIFACT = "model/state_dict.pt"
+
 # MLflow tags.
+FAILURE_DETAIL_TAG = "failure_detail"  # beside failure_reason: the error's message
+PRUNED_AT_TAG = "pruned_at_epoch"
+BEST_TRIAL_TAG = "best.trial_number"  # on the study's parent run, with BEST_RUN_TAG
+REPRODUCED_FROM_TAG = "reproduced_from"  # a vae-reproduce run: the run it re-ran
+VERDICT_TAG = "reproduce.verdict"
 STUDY_ROLE_TAG = "vae_sweep.role"
 TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 STUDY_NAME_TAG = "optuna.study_name"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # a trial's run -> the study's parent run
+BEST_RUN_TAG = "best.run_id"  # on the parent run: the best trial's run so far (one objective)
 RESUMED_AT_TAG = "vae_sweep.resumed_at_epoch"  # a retry that went on from a checkpoint, in the same run
 INCOMPLETE_TAG = "vae_sweep.incomplete"  # a run closed by a later sweep: its tracking server was down at its end
 INCOMPLETE_NOTE = (
@@ -36,3 +52,21 @@ INCOMPLETE_NOTE = (
     "may be missing; Optuna has the trial's value (trial_value). vae-reproduce --study S --trial N trains it "
     "again into a complete run"
 )
+
+# Metric names: a contract with MLflow logging, sweeps and comparison reports. Never rename.
+# Logged once per epoch with step = epoch. Losses are in nats per example: loss = recon + kl
+# is the negative ELBO, recon the negative log-likelihood term, kl the analytic KL.
+EPOCH_METRICS = ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "lr", "beta")
+
+# Logged once at the end of a run.
+FINAL_METRICS = (
+    "test_loss",
+    "test_recon",
+    "test_kl",
+    "test_iwae",  # negative k-sample IWAE bound (Burda et al., 2015); never above test_loss
+    "active_units",  # latent dims whose posterior mean varies over the test set (Cov > 0.01)
+    "samples_per_sec",
+    "train_seconds",
+)
+
+OBJECTIVES = EPOCH_METRICS[:6] + FINAL_METRICS[:5]

@@ -23,8 +23,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from vae_sweep.bench.sweeps import run_in
 from vae_sweep.bench.timed_sweep import NOT_STEPS
-from vae_sweep.config import parse_run_config
-from vae_sweep.train import train
+from vae_sweep.train.config import parse_run_config
+from vae_sweep.train.loop import train
 
 TRIAL = ("trainer.epochs=20", "optimizer.lr=0.001")
 # (name, extra overrides): the trial as the issue defines it, then with a pruner, then before the MLflow lever.

@@ -27,17 +27,7 @@ DATA_SIZES = {
     ),
     "quick": (("digits 8x8", ["data=digits"]),),
 }
-TINY_TRIAL = (
-    "data=synthetic",
-    "data.n_samples=300",
-    "data.side=8",
-    "model.encoder_hidden=[16]",
-    "model.decoder_hidden=[16]",
-    "model.latent_dim=4",
-    "trainer.epochs=2",
-    "trainer.iwae_samples=4",
-    "trainer.num_threads=1",
-)
+TINY_TRIAL = ("debug=tiny",)  # conf/debug/tiny.yaml: trials of a second or two
 
 
 @dataclass
@@ -104,8 +94,8 @@ def main(argv: list[str]) -> int:
     """Train ``EPOCHS`` epochs of the default model on the data ``argv[2:]`` selects; write the probe."""
     from hydra import compose, initialize_config_module
 
-    from vae_sweep.config import parse_run_config
-    from vae_sweep.train import train
+    from vae_sweep.train.config import parse_run_config
+    from vae_sweep.train.loop import train
 
     out, threads, overrides = Path(argv[0]), int(argv[1]), argv[2:]
     run = [

@@ -61,16 +61,18 @@ def install(timers: Timers) -> None:
     """Wrap the steps of a sweep trial where the sweep code looks them up."""
     from mlflow.tracking import MlflowClient
 
-    from vae_sweep import cli, experiment, tracking
+    from vae_sweep import cli
     from vae_sweep.sweep import compose, space, trial_link, worker
+    from vae_sweep.track import run as tracking
+    from vae_sweep.track import training
 
     def patch(owner: Any, name: str, label: str) -> None:
         setattr(owner, name, timers.wrap(label, getattr(owner, name)))
 
     patch(compose.TrialComposer, "compose", "Hydra: compose the trial's config")
     patch(worker, "run_job", "Hydra: run_job (logging setup, .hydra/*.yaml)")
-    patch(cli, "run_experiment", "vae-sweep: validate the config")
-    patch(experiment, "train", TRAINING)
+    patch(cli, "train_and_track", "vae-sweep: validate the config")
+    patch(training, "train", TRAINING)
     patch(space.SearchSpace, "sample", "Optuna: sample the parameters")
     for name in ("claim_trial", "tell", "fail_stale_trials", "failure_rate_exceeded"):
         patch(worker, name, "Optuna: claim, tell, stale and failure checks")

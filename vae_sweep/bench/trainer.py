@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from vae_sweep.bench.baseline import plain_samples_per_sec
-from vae_sweep.config import RunConfig, parse_run_config
-from vae_sweep.train import train
+from vae_sweep.train.config import RunConfig, parse_run_config
+from vae_sweep.train.loop import train
 
 MODEL = "mlp_400_20"
 BATCH_SIZE = 128

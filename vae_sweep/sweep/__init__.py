@@ -1,1 +1,32 @@
-"""The Optuna side of a sweep: search space, study and storage, samplers, and the trial link."""
+"""The Optuna sweeper behind ``hydra/sweeper=optuna``: the search space (``space``,
+``distributions``), the study and its storage (``study``, ``locks``, ``owners``, ``retry``), the
+workers that claim and run trials (``worker``, ``trial_link``), the study's MLflow parent run
+(``parent_run``) and the results (``results``). May use ``vae_sweep.track`` and
+``vae_sweep.train``; ``hydra_plugins/vae_sweep_optuna`` is its only entry point.
+
+Names are loaded from their module when first used (PEP 562): a worker process imports only the
+parts it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "OptunaSweeperImpl": "vae_sweep.sweep.sweeper",
+    "OptunaSweeperSettings": "vae_sweep.sweep.settings",
+    "SearchSpace": "vae_sweep.sweep.space",
+    "parse_search_space": "vae_sweep.sweep.space",
+    "parse_distribution": "vae_sweep.sweep.distributions",
+    "make_storage": "vae_sweep.sweep.study",
+    "SAMPLERS": "vae_sweep.sweep.samplers_and_pruners",
+    "PRUNERS": "vae_sweep.sweep.samplers_and_pruners",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -5,7 +5,7 @@ Hydra rebuilds the defaults tree and merges every option file for each job (abou
 our seven groups). Only overrides that pick config-group options change that tree; the rest
 set values, which Hydra applies after composition anyway. So the tree is composed once per
 set of group choices and cached, and each trial applies its value overrides to a copy with
-Hydra's own override code. tests/test_compose.py checks that the result equals
+Hydra's own override code. tests/train/test_compose.py checks that the result equals
 ``load_sweep_config`` for every trial of the shipped studies.
 """
 

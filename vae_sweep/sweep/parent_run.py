@@ -19,8 +19,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from vae_sweep.mlflow_store import check_reachable
 from vae_sweep.names import (
+    BEST_RUN_TAG,
+    BEST_TRIAL_TAG,
     FAILURE_REASON_ATTR,
     INCOMPLETE_NOTE,
     INCOMPLETE_TAG,
@@ -34,8 +35,9 @@ from vae_sweep.names import (
     WORKER_DIED,
 )
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.tracking import PARAMS_PER_BATCH, TRACKING_ERRORS, client_for, experiment_id
-from vae_sweep.urls import masked
+from vae_sweep.track.run import PARAMS_PER_BATCH, TRACKING_ERRORS, client_for, experiment_id
+from vae_sweep.track.stores import check_reachable
+from vae_sweep.track.urls import masked
 
 
 def open_parent_run(tracking_uri: str, experiment: str, study: optuna.Study, plan: SweepPlan) -> str:
@@ -109,10 +111,10 @@ def record_progress(client: MlflowClient, parent_run_id: str, study: optuna.Stud
     if counts["COMPLETE"] and len(study.directions) == 1:
         best = study.best_trial
         metrics.append(Metric("best_value", float(best.value), now, step))
-        tags += [RunTag("best.trial_number", str(best.number))]
+        tags += [RunTag(BEST_TRIAL_TAG, str(best.number))]
         tags += [RunTag(f"best.params.{k}", str(v)) for k, v in best.params.items()]
         if RUN_ID_ATTR in best.user_attrs:
-            tags.append(RunTag("best.run_id", best.user_attrs[RUN_ID_ATTR]))
+            tags.append(RunTag(BEST_RUN_TAG, best.user_attrs[RUN_ID_ATTR]))
     metrics += [Metric(f"trials_{state.lower()}", float(n), now, step) for state, n in counts.items()]
     client.log_batch(parent_run_id, metrics=metrics, tags=tags)
 

@@ -12,7 +12,7 @@ import optuna
 from optuna.storages import RDBStorage
 
 from vae_sweep.sweep.retry import RetryTrial
-from vae_sweep.sweep.samplers import SEQUENCE_SAMPLERS, make_pruner, make_sampler
+from vae_sweep.sweep.samplers_and_pruners import SEQUENCE_SAMPLERS, make_pruner, make_sampler
 from vae_sweep.sweep.space import SearchSpace
 from vae_sweep.sweep.study import make_storage
 

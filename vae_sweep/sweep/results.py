@@ -18,7 +18,7 @@ from vae_sweep.sweep.plan import SweepPlan
 log = logging.getLogger(__name__)
 
 
-def reproduce_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
+def single_run_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
     """A single ``vae-train`` run with the trial's overrides: no sweep, same config. A fixed value
     given on the command line is both a base override and one of the space's; it is written once."""
     values = {name: trial.params[name] for name in plan.space.params if name in trial.params}
@@ -44,7 +44,7 @@ def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
             best_params=dict(best.params),
             best_trial=best.number,
             best_run_id=best.user_attrs.get(RUN_ID_ATTR),
-            reproduce=reproduce_command(plan, best),
+            reproduce=single_run_command(plan, best),
         )
     else:
         summary["best_trials"] = [
@@ -53,7 +53,7 @@ def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
                 "values": [float(v) for v in trial.values],
                 "params": dict(trial.params),
                 "run_id": trial.user_attrs.get(RUN_ID_ATTR),
-                "reproduce": reproduce_command(plan, trial),
+                "reproduce": single_run_command(plan, trial),
             }
             for trial in study.best_trials
         ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vae_sweep.names import DEFAULT_STORAGE
+
 SWEEPER_TARGET = "hydra_plugins.vae_sweep_optuna.optuna_sweeper.OptunaSweeper"
 
 
@@ -36,7 +38,7 @@ class OptunaSweeperSettings:
     # Defaults to the study file's name (study=NAME) or "vae-sweep".
     study_name: str | None = None
     # Persistent and local by default, so re-running the same command resumes the study.
-    storage: str = "sqlite:///optuna.db"
+    storage: str = DEFAULT_STORAGE
     # "minimize", "maximize", or a list of them for a multi-objective study.
     direction: Any = "minimize"
     # The study's total budget: finished trials from earlier runs count toward it.

@@ -24,13 +24,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from vae_sweep.errors import ConfigError
-from vae_sweep.mlflow_store import create_sqlite_atomically, sqlite_file
+from vae_sweep.local_stores import create_sqlite_atomically, sqlite_file
 from vae_sweep.names import BUDGET_ATTR, FAILURE_REASON_ATTR, RETRY_OF_ATTR, WORKER_DIED
 from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.owners import OWNER_ATTR, Owner, is_gone
 from vae_sweep.sweep.retry import RetryTrial
 from vae_sweep.sweep.space import SearchSpace
-from vae_sweep.urls import masked
+from vae_sweep.track.urls import masked
 
 SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_RACE_ATTEMPTS = 5

@@ -14,8 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import sqlite3
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -24,34 +22,27 @@ from typing import Any
 
 import hydra.utils
 import optuna
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.trial import TrialState
 
 from vae_sweep import interrupts
-from vae_sweep.config import MlflowTracking, RunConfig, parse_run_config
-from vae_sweep.errors import ConfigError, DataError, DiskFull, is_disk_full, require
-from vae_sweep.mlflow_store import (
-    absolute_sqlite_url,
-    check_local_store,
-    check_reachable,
-    prepare_mlflow_store,
-    sqlite_file,
-    unwritable_folder,
-)
+from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full, require
+from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlite_file
+from vae_sweep.names import DEFAULT_EXPERIMENT
+from vae_sweep.sweep.arguments import merge_params, parse_directions, split_arguments
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.results import PLOTS, save_plots, summarize, write_results
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import (
     check_space_fits,
-    enable_sqlite_wal,
     ensure_budget,
     fail_dead_trials,
     fail_stale_trials,
@@ -60,50 +51,13 @@ from vae_sweep.sweep.study import (
     storage_backend,
 )
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
-from vae_sweep.urls import masked
+from vae_sweep.track.stores import check_reachable
+from vae_sweep.track.urls import masked
+from vae_sweep.train.config import MlflowTracking, RunConfig, parse_run_config
 
 log = logging.getLogger(__name__)
-DIRECTIONS = ("minimize", "maximize")
 MAX_TRIALS = 100_000  # budget slots are written one by one (a few hundred a second on SQLite)
 WORKER_OVERRIDES = ("hydra.sweep.subdir=workers/${hydra.job.num}", "hydra.output_subdir=null")
-
-
-class SweepFailed(RuntimeError):
-    """The sweep ended without a usable result: every trial failed, or too many did."""
-
-
-def split_arguments(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Command-line overrides: sweeps (``key=choice(...)``) join the search space, the rest are fixed."""
-    sweeps: dict[str, str] = {}
-    fixed: list[str] = []
-    for override in OverridesParser.create().parse_overrides(list(arguments)):
-        if override.is_sweep_override():
-            sweeps[override.get_key_element()] = override.input_line.split("=", 1)[1]
-        else:
-            fixed.append(override.input_line)
-    return sweeps, fixed
-
-
-def merge_params(params: Mapping[str, Any], sweeps: Mapping[str, str], fixed: Sequence[str]) -> dict[str, Any]:
-    """The study's space with the command line on top: ``key=choice(...)`` adds or replaces a
-    searched key, and a plain ``key=value`` for a searched key fixes it (conditions on it resolve)."""
-    merged = {**params, **sweeps}
-    for override in fixed:
-        key, _, value = override.partition("=")
-        if key in merged:
-            merged[key] = value
-    return merged
-
-
-def parse_directions(direction: Any) -> tuple[str, ...]:
-    directions = tuple(direction) if isinstance(direction, (list, tuple, ListConfig)) else (direction,)
-    for value in directions:
-        require(
-            str(value).lower() in DIRECTIONS,
-            "hydra.sweeper.direction",
-            f"{value!r} is not a direction; use minimize or maximize (or a list for several objectives)",
-        )
-    return tuple(str(value).lower() for value in directions)
 
 
 class OptunaSweeperImpl:
@@ -120,12 +74,8 @@ class OptunaSweeperImpl:
         logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
         try:
             plan, study, created = self.prepare(arguments)
-        except (ConfigError, DataError) as error:
-            print(f"vae-train: error: {error}", file=sys.stderr)
-            sys.exit(2)
         except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
-            print("Interrupted: run the same command again to set the study up and start it", file=sys.stderr)
-            sys.exit(interrupts.EXIT_CODE)
+            raise SweepInterrupted("Interrupted: run the same command again to set the study up and start it") from None
         log.info(
             "Study %r in %s: %d trials, %d at a time%s",
             plan.study_name,
@@ -141,20 +91,15 @@ class OptunaSweeperImpl:
                     (s.interrupted for s in summaries if s.interrupted), None
                 )
                 if stopped_by:
-                    self.interrupted(plan, stopped_by)
-                    sys.exit(interrupts.EXIT_CODE)
+                    raise self.interrupted(plan, stopped_by)
                 full = next((s.disk_full for s in summaries if s.disk_full), None)
                 if full:
                     raise self.disk_full(plan, full)
                 self.report(plan, summaries)
-            except SweepFailed as error:
-                print(f"vae-train: error: {error}", file=sys.stderr)
-                sys.exit(1)
             except OSError as error:  # writing the results or plots
                 if not is_disk_full(error):
                     raise
-                print(f"vae-train: error: {self.disk_full(plan, first_line(error))}", file=sys.stderr)
-                sys.exit(1)
+                raise self.disk_full(plan, first_line(error)) from None
         return summaries
 
     def disk_full(self, plan: SweepPlan, detail: str) -> SweepFailed:
@@ -340,7 +285,7 @@ class OptunaSweeperImpl:
         return list(names)
 
     def study_name(self) -> str:
-        name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or "vae-sweep"
+        name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or DEFAULT_EXPERIMENT
         if self.settings.fresh:
             name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         return name
@@ -398,13 +343,13 @@ class OptunaSweeperImpl:
             f"{n_jobs} parallel trials need a parallel launcher; add hydra/launcher=joblib",
         )
 
-    def interrupted(self, plan: SweepPlan, signal_name: str) -> None:
+    def interrupted(self, plan: SweepPlan, signal_name: str) -> SweepInterrupted:
         """Ctrl-C, SIGTERM, SIGHUP: the workers failed their trials as interrupted and queued
         their retries; the study's parent run is KILLED (a rerun reopens it), and the user is told
         in one line how to go on."""
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, tracking_client
-            from vae_sweep.tracking import TRACKING_ERRORS
+            from vae_sweep.track.run import TRACKING_ERRORS
 
             try:
                 client = tracking_client(plan.tracking_uri)
@@ -412,9 +357,8 @@ class OptunaSweeperImpl:
                 client.set_terminated(plan.parent_run_id, "KILLED")
             except (ConfigError, *TRACKING_ERRORS) as error:
                 log.warning("could not mark the study's MLflow run %s KILLED: %s", plan.parent_run_id, error)
-        print(
-            f"Interrupted ({signal_name}): run the same command again to resume study {plan.study_name!r}",
-            file=sys.stderr,
+        return SweepInterrupted(
+            f"Interrupted ({signal_name}): run the same command again to resume study {plan.study_name!r}"
         )
 
     def report(self, plan: SweepPlan, summaries: list[WorkerSummary]) -> None:
@@ -426,7 +370,7 @@ class OptunaSweeperImpl:
         plots = save_plots(study, sweep_dir / "plots", self.plot_names())
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
-            from vae_sweep.tracking import TRACKING_ERRORS
+            from vae_sweep.track.run import TRACKING_ERRORS
 
             try:
                 client = tracking_client(plan.tracking_uri)
@@ -469,22 +413,6 @@ class OptunaSweeperImpl:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
 
 
-def prepare_tracking_store(uri: str, experiment: str) -> None:
-    """A new local MLflow store made whole (its migrations take seconds), in WAL mode for the
-    parallel workers, and its experiment usable, before the study exists; MLflow itself is
-    imported here, before any lock is taken."""
-    from vae_sweep.sweep.parent_run import tracking_client
-    from vae_sweep.tracking import TRACKING_ERRORS, experiment_id
-
-    try:
-        prepare_mlflow_store(uri)
-        experiment_id(tracking_client(uri), experiment)  # before any other write: a deleted one is refused
-        enable_sqlite_wal(uri)
-    except (sqlite3.Error, *TRACKING_ERRORS) as error:  # a damaged store, a full disk, a schema MLflow refuses
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError("tracking.uri", f"cannot open the MLflow store {masked(uri)}: {first[:300]}") from None
-
-
 def worker_count(n_jobs: int, left: int, *, local: bool, cores: int) -> int:
     """``n_jobs``, but no more workers than trials left to claim (one at least, to wait for
     trials running elsewhere); a warning when local workers outnumber the cores, since each
@@ -511,19 +439,6 @@ def forward_to_children(signum: int) -> None:
 
 def finished_count(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
-
-
-def check_output_folder(folder: Path) -> None:
-    """The sweep folder (trial folders, results, plots) must be writable. Made to try, then
-    removed again if this made it: a check that fails later leaves no empty ``multirun/``."""
-    absolute = folder.absolute()
-    made = [path for path in (absolute, *absolute.parents) if not path.exists()]
-    problem = unwritable_folder(folder)
-    for path in made:  # deepest first; a folder something else filled meanwhile stays
-        with contextlib.suppress(OSError):
-            path.rmdir()
-    if problem:
-        raise ConfigError("hydra.sweep.dir", f"cannot write the sweep's output folder {folder}: {problem}")
 
 
 def grid_size(space: SearchSpace) -> int:

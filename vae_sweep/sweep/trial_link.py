@@ -19,10 +19,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from vae_sweep.errors import TrainingPruned, TrialTakenOver
-from vae_sweep.experiment import ResumePoint
-from vae_sweep.metrics import EPOCH_METRICS
 from vae_sweep.names import (
     CHECKPOINT_ATTR,
+    EPOCH_METRICS,
     FAILURE_REASON_ATTR,
     PARENT_RUN_ATTR,
     RUN_ID_ATTR,
@@ -31,9 +30,10 @@ from vae_sweep.names import (
     TRIAL_STATE_TAG,
 )
 from vae_sweep.sweep.retry import previous_attempts
-from vae_sweep.sweep.samplers import make_pruner
+from vae_sweep.sweep.samplers_and_pruners import make_pruner
 from vae_sweep.sweep.settings import SWEEPER_TARGET
 from vae_sweep.sweep.study import make_storage
+from vae_sweep.track.training import ResumePoint
 
 __all__ = ["FAILURE_REASON_ATTR", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "TrialLink", "link_current_job"]
 

@@ -8,7 +8,7 @@ it waits for trials that other processes still run (their heartbeat may yet expi
 retry must not be left behind), then returns.
 
 Signals (``vae_sweep.interrupts``) stop a worker cleanly at any moment: the worker itself is
-shielded, and only training (inside ``run_experiment``) raises. A trial claimed but not yet
+shielded, and only training (inside ``train_and_track``) raises. A trial claimed but not yet
 training, or interrupted while training, is failed as ``interrupted`` with its retry queued; a
 trial whose training had finished is recorded as it ended. A local worker whose sweep process
 disappeared (killed) stops the same way, instead of going on alone.
@@ -49,7 +49,7 @@ WAIT_POLL_S = 1.0  # how often a worker with nothing to claim looks at the trial
 WAIT_LOG_S = 30.0  # and how often it says what it waits for
 # MLflow's client retries a call to a tracking server that went away for about 4 minutes; in a
 # sweep that would stall every trial. A few retries with backoff (about 10 s), then the trial
-# goes on and tries once more at its end (vae_sweep.tracking.MlflowRun).
+# goes on and tries once more at its end (vae_sweep.track.run.MlflowRun).
 TRACKING_RETRIES = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -237,7 +237,7 @@ class TrialWorker:
         log.info("trial %d %s: %s | best %s | %.1fs", number, outcome.state.name, value, best, elapsed)
         if self.plan.tracking_uri is None:
             return
-        from vae_sweep.tracking import TRACKING_ERRORS
+        from vae_sweep.track.run import TRACKING_ERRORS
 
         try:
             self.record_in_mlflow(study, frozen, outcome)
@@ -309,13 +309,13 @@ def preload(*, tracking: bool) -> None:
     trial's duration, and a sweep's trials per hour, measure trials rather than the start-up."""
     import torch
 
-    importlib.import_module("vae_sweep.experiment")  # the trainer, its models and data sets
+    importlib.import_module("vae_sweep.track.training")  # the trainer, its models and data sets
     # The first call imports the backends it configures (seconds); this one changes nothing.
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
     if tracking:
-        importlib.import_module("vae_sweep.tracking")  # mlflow
+        importlib.import_module("vae_sweep.track.run")  # mlflow
         # MLflow logs every failed database call with its traceback, then raises; the run's one
-        # warning (vae_sweep.tracking) already says what failed and what was lost.
+        # warning (vae_sweep.track.run) already says what failed and what was lost.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 

@@ -1,0 +1,70 @@
+"""The `vae-train` console script as users run it, in a temporary working folder."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from helpers.environment import clean_env
+from helpers.run_if import VAE_TRAIN, needs_vae_train
+from mlflow.tracking import MlflowClient
+
+pytestmark = needs_vae_train
+TINY = ["trainer.epochs=2", "trainer.iwae_samples=4"]
+
+
+def vae_train(cwd, *args: str) -> subprocess.CompletedProcess:
+    env = clean_env()
+    return subprocess.run([VAE_TRAIN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = vae_train(tmp_path, "optimizer=momentum", "--cfg", "job")
+    assert out.returncode == 0, out.stderr
+    assert "_target_: vae_sweep.train.optimizers.SGD" in out.stdout
+    assert "name: momentum" in out.stdout
+    assert "objective: val_loss" in out.stdout
+    assert not (tmp_path / "mlflow.db").exists()  # printing trains nothing
+
+
+@pytest.mark.slow
+def test_multirun_of_two_jobs_creates_two_mlflow_runs_in_the_default_store(tmp_path):
+    out = vae_train(tmp_path, "-m", "model.activation=relu,tanh", *TINY)
+    assert out.returncode == 0, out.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # the default store, relative to cwd
+    runs = client.search_runs([client.get_experiment_by_name("vae-sweep").experiment_id])
+    assert sorted(r.data.tags["technique.activation"] for r in runs) == ["relu", "tanh"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+@pytest.mark.slow
+def test_a_diverging_job_does_not_take_down_the_multirun(tmp_path):
+    out = vae_train(tmp_path, "-m", "optimizer=sgd", "optimizer.lr=1e6,0.01", *TINY)
+    assert out.returncode == 0, out.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vae-sweep").experiment_id])
+    statuses = {r.data.params["optimizer.lr"]: r.info.status for r in runs}
+    assert statuses == {"1000000.0": "FAILED", "0.01": "FINISHED"}
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr: must be > 0, got -1.0"),
+        ("model.encoder_dropout=1.0", "model.encoder_dropout: must be in [0, 1), got 1.0"),
+        ("trainer.batch_size=abc", "trainer.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_bad_values_exit_2_with_one_clear_message_and_no_run(tmp_path, override, expected):
+    out = vae_train(tmp_path, override)
+    assert out.returncode == 2
+    assert f"vae-train: error: {expected}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unknown_option_lists_the_available_ones(tmp_path):
+    out = vae_train(tmp_path, "optimizer=adamax")
+    assert out.returncode != 0
+    assert "Could not find 'optimizer/adamax'" in out.stderr
+    assert "adagrad" in out.stderr and "nesterov" in out.stderr

@@ -1,0 +1,76 @@
+"""A run logged before vae_sweep/train/ existed still reproduces, bit for bit.
+
+``fixtures/layout_v1_run`` is what vae-sweep logged for a tiny run at commit 8bd6269, the last
+one of the flat layout, whose ``config.yaml`` names spec classes by their former modules
+(``vae_sweep.optim.SGD``, ``vae_sweep.config.TrainerSpec``): the config, the weights, and the
+run's final metrics, tags and params. The test puts them back into an MLflow store as that run,
+then re-runs it with today's code. The run was made on CPU with torch 2.13.0 by::
+
+    vae-train data=synthetic data.n_samples=300 data.side=8 'model.encoder_hidden=[16]' \
+        'model.decoder_hidden=[16]' model.latent_dim=4 trainer.epochs=2 trainer.iwae_samples=4 \
+        trainer.num_threads=1 optimizer=momentum scheduler=cyclic
+
+and the reproduction must give the same metrics and weights exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from vae_sweep import cli
+from vae_sweep.errors import ConfigError
+from vae_sweep.train import parse_run_config
+
+FIXTURE = Path(__file__).parent / "fixtures" / "layout_v1_run"
+
+
+def log_former_run(uri: str) -> str:
+    """The fixture as the MLflow run it came from: FINISHED, with its artifacts where vae-sweep logs them."""
+    logged = json.loads((FIXTURE / "run.json").read_text())
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("vae-sweep")
+    run = client.create_run(experiment, tags=logged["tags"])
+    run_id = run.info.run_id
+    for key, value in logged["params"].items():
+        client.log_param(run_id, key, value)
+    for key, value in logged["metrics"].items():
+        client.log_metric(run_id, key, value)
+    client.log_artifact(run_id, str(FIXTURE / "config.yaml"))
+    client.log_artifact(run_id, str(FIXTURE / "state_dict.pt"), artifact_path="model")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def test_the_fixture_names_spec_classes_by_their_former_modules():
+    config = yaml.safe_load((FIXTURE / "config.yaml").read_text())
+    targets = {group: node["_target_"] for group, node in config.items() if isinstance(node, dict)}
+    assert targets["optimizer"] == "vae_sweep.optim.SGD" and targets["scheduler"] == "vae_sweep.optim.Cyclic"
+    assert targets["trainer"] == "vae_sweep.config.TrainerSpec"
+
+
+def test_a_run_logged_by_the_former_layout_reproduces_bit_for_bit(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = log_former_run(uri)
+    capsys.readouterr()
+    code = cli.reproduce([run_id, "--tracking-uri", uri])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Verdict: identical (every final metric and every weight bit for bit)" in out
+    assert "Weights: bitwise equal (10 tensors)" in out
+
+
+@pytest.mark.parametrize("former", ["vae_sweep.optim.os", "vae_sweep.nowhere.SGD"])
+def test_a_former_module_name_finds_only_registered_classes(former):
+    """The former names are an alias of the registry, not a way around it."""
+    config = (FIXTURE / "config.yaml").read_text().replace("vae_sweep.optim.SGD", former)
+    with pytest.raises(ConfigError) as refused:
+        parse_run_config(yaml.safe_load(config))
+    assert refused.value.key == "optimizer._target_"
+    assert f"'{former}' is not allowed here" in str(refused.value)

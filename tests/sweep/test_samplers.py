@@ -1,0 +1,70 @@
+"""Every sampler a study may name runs on our search spaces (small in-memory ask/tell studies, as
+the sweep's workers drive them), and a sampler that fails costs one trial, never the worker."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from vae_sweep.sweep.samplers_and_pruners import SAMPLERS, make_sampler
+from vae_sweep.sweep.space import parse_search_space
+from vae_sweep.sweep.worker import Outcome, TrialWorker, tell
+
+# The shape of studies/techniques.yaml: a choice, a log-scale interval, an integer range, and a
+# parameter that exists only for some values of the choice.
+SPACE = parse_search_space(
+    {
+        "optimizer": "choice(sgd, momentum, adam)",
+        "optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+        "model.latent_dim": "range(2, 16)",
+        "optimizer.momentum": {"optimizer=momentum": "interval(0.5, 0.99)"},
+    }
+)
+GRID_SPACE = parse_search_space({"optimizer": "choice(sgd, adam)", "model.latent_dim": "choice(4, 8, 16)"})
+N_TRIALS = 14  # past every sampler's start-up trials (TPE 10, CMA-ES and GP fewer), so its model is used
+
+
+def loss(values: dict) -> float:
+    """A smooth toy objective with its minimum inside the space."""
+    return (math.log10(values.get("optimizer.lr", 1e-2)) + 2.5) ** 2 + (values["model.latent_dim"] - 8) ** 2 / 10
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_every_listed_sampler_runs_our_search_space_past_its_start_up_trials(name: str) -> None:
+    space = GRID_SPACE if name == "grid" else SPACE
+    sampler = make_sampler(name, 0, {}, space)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental-feature notes, independent-sampling fallbacks
+        for _ in range(6 if name == "grid" else N_TRIALS):
+            trial = study.ask()
+            values = space.sample(trial)
+            tell(study, trial, Outcome(TrialState.COMPLETE, values=[loss(values)]))  # as the workers do
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(trials)
+    assert all(("optimizer.momentum" in t.params) == (t.params["optimizer"] == "momentum") for t in trials)
+    if name == "grid":  # every combination once
+        assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+
+
+class BrokenSampler(optuna.samplers.RandomSampler):
+    """A sampler that fails once its start-up is over, as CMA-ES did without its package."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        if trial.number >= 1:
+            raise ImportError("No module named 'cmaes'")
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_a_sampler_that_fails_fails_that_trial_with_its_reason_not_the_worker() -> None:
+    study = optuna.create_study(sampler=BrokenSampler(seed=0))
+    plan = type("Plan", (), {"space": SPACE, "base_overrides": ()})()
+    worker = TrialWorker(plan, hydra_context=None, master_config=None, task_function=None)  # type: ignore[arg-type]
+    study.tell(study.ask(), 1.0)
+    outcome = worker.run_trial(study.ask())  # sampling is the first step of a trial: it fails there
+    assert outcome.state is TrialState.FAIL
+    assert outcome.reason == "ImportError: No module named 'cmaes'"

@@ -1,0 +1,249 @@
+"""End-to-end sweeps with our Optuna sweeper: real `vae-train -m` processes, real SQLite
+Optuna storages and MLflow stores in temporary folders."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from helpers.environment import clean_env
+from helpers.run_if import VAE_TRAIN, needs_vae_train, without_cuda
+from helpers.tiny import TINY_SWEEP
+from mlflow.tracking import MlflowClient
+
+from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS
+
+pytestmark = [
+    pytest.mark.slow,
+    needs_vae_train,
+]
+
+
+def sweep(cwd: Path, *overrides: str, name: str = "s") -> subprocess.CompletedProcess:
+    env = clean_env()
+    # No end-of-sweep plots (seconds of matplotlib) unless a test asks for them.
+    args = [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={name}", "hydra.sweeper.plots=[]"]
+    args += [*TINY_SWEEP, *overrides]
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def load_study(cwd: Path, name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/optuna.db")
+
+
+def runs(cwd: Path):
+    client = MlflowClient(f"sqlite:///{cwd}/mlflow.db")
+    experiment = client.get_experiment_by_name("vae-sweep")
+    all_runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in all_runs if r.data.tags.get("vae_sweep.role") == "study"]
+    children = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def results(cwd: Path, sweep_dir: str) -> dict:
+    return yaml.safe_load((cwd / sweep_dir / "optimization_results.yaml").read_text())
+
+
+def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(workdir):
+    out = sweep(
+        workdir, "hydra.sweeper.n_trials=4", "hydra.sweeper.pruner.name=none", "hydra.sweep.dir=sweep",
+        "hydra.sweeper.plots=null",  # every plot that fits the study
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    study = load_study(workdir)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # each trial draws anew
+    client, parents, children = runs(workdir)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.run_name == "s" and parent.info.status == "FINISHED"
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    assert sorted(by_number) == [0, 1, 2, 3]
+    for trial in study.trials:
+        child = by_number[trial.number]
+        assert child.info.run_id == trial.user_attrs["mlflow_run_id"]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["optuna.study_name"] == "s"
+        assert child.data.tags["optuna.trial_state"] == "COMPLETE"
+        assert set(EPOCH_METRICS) | set(FINAL_METRICS) <= set(child.data.metrics)
+        assert child.data.params["optimizer.name"] == trial.params["optimizer"]
+        assert float(child.data.params["optimizer.lr"]) == trial.params["optimizer.lr"]
+    summary = results(workdir, "sweep")
+    assert summary["best_value"] == study.best_value
+    assert summary["best_trial"] == study.best_trial.number
+    assert summary["best_run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
+    assert summary["reproduce"].startswith("vae-train study=quick")
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in artifacts
+    assert "Results:" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
+
+
+def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(workdir):
+    assert sweep(workdir, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first").returncode == 0
+    out = sweep(workdir, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=second")
+    assert out.returncode == 0, out.stderr
+    assert [t.number for t in load_study(workdir).trials] == [0, 1, 2]
+    again = sweep(workdir, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=third")
+    assert again.returncode == 0, again.stderr
+    assert len(load_study(workdir).trials) == 3  # the budget is met: nothing to add
+    _, parents, children = runs(workdir)
+    assert len(parents) == 1
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [0, 1, 2]
+    assert (workdir / "second" / "2" / ".hydra" / "config.yaml").exists()  # job folder = trial number
+    fresh = sweep(workdir, "hydra.sweeper.n_trials=1", "hydra.sweeper.fresh=true", "hydra.sweep.dir=fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{workdir}/optuna.db")}
+    assert len(names) == 2 and "s" in names  # a new study beside the old one, which is kept
+    assert len(runs(workdir)[1]) == 2
+
+
+def test_grid_sampler_enumerates_every_combination_once(workdir):
+    out = sweep(
+        workdir,
+        "hydra.sweeper.sampler.name=grid",
+        "~hydra.sweeper.sampler.options.n_startup_trials",
+        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.pruner.name=none",
+        "optimizer=choice(adam,rmsprop)",
+        "optimizer.lr=choice(0.001,0.003)",
+        "model.activation=choice(relu,tanh)",
+    )
+    assert out.returncode == 0, out.stderr
+    study = load_study(workdir)
+    combos = sorted(
+        (t.params["optimizer"], t.params["optimizer.lr"], t.params["model.activation"]) for t in study.trials
+    )
+    assert len(combos) == 8 == len(set(combos))  # n_trials is capped at the grid's size
+
+
+def test_pruner_stops_a_bad_trial_and_keeps_its_curve(workdir):
+    out = sweep(
+        workdir,
+        "hydra.sweeper.sampler.name=grid",
+        "~hydra.sweeper.sampler.options.n_startup_trials",
+        "hydra.sweeper.pruner.name=threshold",
+        "~hydra.sweeper.pruner.options.n_startup_trials",  # quick's median-pruner option
+        "+hydra.sweeper.pruner.options.upper=1000",
+        "optimizer=adam",  # fixes the study's searched optimizer and lr
+        "optimizer.lr=0.003",
+        "model.gaussian_std=0.001",  # a Gaussian likelihood this sharp gives a huge loss
+        "model.likelihood=choice(bernoulli,gaussian)",
+        "trainer.epochs=3",
+    )
+    assert out.returncode == 0, out.stderr
+    states = {t.params["model.likelihood"]: t for t in load_study(workdir).trials}
+    assert states["bernoulli"].state.name == "COMPLETE"
+    assert states["gaussian"].state.name == "PRUNED"
+    client, _, children = runs(workdir)
+    pruned = next(r for r in children if r.data.tags["optuna.trial_state"] == "PRUNED")
+    assert pruned.info.status == "FINISHED"
+    epoch = int(pruned.data.tags["pruned_at_epoch"])
+    assert epoch < 3  # stopped before its last epoch, its curve kept up to there
+    assert [m.step for m in client.get_metric_history(pruned.info.run_id, "val_loss")] == list(range(1, epoch + 1))
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(workdir):
+    out = sweep(
+        workdir,
+        "hydra.sweeper.sampler.name=grid",
+        "~hydra.sweeper.sampler.options.n_startup_trials",
+        "hydra.sweeper.pruner.name=none",
+        "optimizer=sgd",
+        "optimizer.lr=choice(0.01,1000000.0)",
+    )
+    assert out.returncode == 0, out.stderr
+    trials = {t.params["optimizer.lr"]: t for t in load_study(workdir).trials}
+    assert trials[0.01].state.name == "COMPLETE"
+    assert trials[1e6].state.name == "FAIL"
+    assert trials[1e6].user_attrs["failure_reason"] == "nan_loss"
+    _, _, children = runs(workdir)
+    failed = next(r for r in children if r.info.status == "FAILED")
+    assert failed.data.tags["failure_reason"] == "nan_loss"
+    assert failed.data.tags["optuna.trial_state"] == "FAIL"
+
+
+def test_a_sweep_whose_trials_all_fail_exits_non_zero(workdir):
+    out = sweep(workdir, "hydra.sweeper.n_trials=2", "optimizer=sgd", "optimizer.lr=1000000.0")
+    assert out.returncode != 0
+    assert "all 2 trials of study 's' failed" in out.stderr
+    assert [t.state.name for t in load_study(workdir).trials] == ["FAIL", "FAIL"]
+
+
+def test_max_failure_rate_stops_claiming_trials_and_says_why(workdir):
+    out = sweep(
+        workdir, "hydra.sweeper.n_trials=6", "hydra.sweeper.max_failure_rate=0.5", "optimizer=sgd", "optimizer.lr=1e6"
+    )
+    assert out.returncode != 0
+    assert "more than 50% of the trials failed" in out.stderr and "stopped early" in out.stderr
+    states = [t.state.name for t in load_study(workdir).trials]
+    assert states == ["FAIL"] * 3 + ["WAITING"] * 3  # nothing is lost: the budget waits for a fix
+
+
+def test_two_jobs_run_trials_at_the_same_time(workdir):
+    out = sweep(
+        workdir,
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.pruner.name=none",
+        "trainer.epochs=4",
+    )
+    assert out.returncode == 0, out.stderr
+    trials = load_study(workdir).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    overlapping = any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+    assert overlapping, spans
+
+
+def test_multi_objective_study_reports_its_pareto_front(workdir):
+    env = clean_env()
+    out = subprocess.run(
+        [VAE_TRAIN, "-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    study = load_study(workdir, "pareto")
+    assert len(study.directions) == 2
+    front = results(workdir, "sweep")["best_trials"]
+    assert {entry["trial"] for entry in front} == {t.number for t in study.best_trials}
+    assert all(len(entry["values"]) == 2 for entry in front)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optimizer=choice(adam,adamax)"], "Could not find 'optimizer/adamax'"),
+        (["model.encoder_dropout=interval(0.0,1.5)"], "model.encoder_dropout: must be in [0, 1), got 1.5"),
+        (["hydra.sweeper.sampler.name=annealing"], "hydra.sweeper.sampler.name: unknown sampler 'annealing'"),
+        (["hydra.sweeper.direction=[minimize,minimize]"], "hydra.sweeper.direction: 2 direction(s)"),
+        (["optimizer.lr=interval(0.1,0.01)"], "hydra.sweeper.params.optimizer.lr"),
+        (
+            ["tracking.uri=http://127.0.0.1:9"],
+            "tracking.uri: cannot reach the MLflow tracking server at http://127.0.0.1:9",
+        ),
+    ],
+)
+def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_path, overrides, message):
+    out = sweep(tmp_path, *overrides)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "optuna.db").exists()  # checked before the study exists
+
+
+@without_cuda
+def test_cuda_without_a_gpu_stops_the_sweep_before_its_study_exists(tmp_path):
+    out = sweep(tmp_path, "trainer.device=cuda")
+    assert out.returncode == 2
+    assert "vae-train: error: trainer.device: cuda was asked for but torch sees no CUDA device" in out.stderr
+    assert not (tmp_path / "optuna.db").exists()  # no study, no budget spent on trials that cannot run

@@ -1,0 +1,87 @@
+"""The cached trial composition gives exactly the config Hydra's own ``load_sweep_config`` gives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra._internal.hydra import Hydra
+from hydra._internal.utils import create_config_search_path
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from vae_sweep.sweep.compose import TrialComposer
+from vae_sweep.sweep.space import parse_search_space
+
+STUDIES = sorted(path.stem for path in (Path(__file__).parents[2] / "studies").glob("*.yaml"))
+FIXED = ["trainer.epochs=3", "tracking=none"]  # command-line values every trial repeats
+
+
+@pytest.fixture(autouse=True)
+def fresh_global_hydra() -> Iterator[None]:
+    """Hydra keeps one global instance per process: start and leave each test without one."""
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
+def hydra_for(study: str) -> tuple[Hydra, DictConfig]:
+    """Hydra's loader and the multirun master config, as ``vae-train -m study=NAME`` builds them."""
+    hydra = Hydra.create_main_hydra2(
+        task_name="cli", config_search_path=create_config_search_path("pkg://vae_sweep.conf")
+    )
+    master = hydra.compose_config(
+        "config", [f"study={study}", *FIXED], run_mode=RunMode.MULTIRUN, with_log_configuration=False
+    )
+    return hydra, master
+
+
+def trial_overrides(master: DictConfig, n: int) -> list[list[str]]:
+    """The overrides of ``n`` random trials of the master config's search space, fixed keys first."""
+    space = parse_search_space(OmegaConf.to_container(master.hydra.sweeper.params, resolve=False))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return [[*FIXED, *space.overrides(space.sample(study.ask()))] for _ in range(n)]
+
+
+def resolved_app_config(config: DictConfig) -> dict:
+    """What the training job sees (the ``hydra`` node resolves only inside a running job)."""
+    return OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]), resolve=True)
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_cached_composition_equals_hydras_for_every_trial(study: str) -> None:
+    hydra, master = hydra_for(study)
+    composer = TrialComposer(hydra.config_loader, master)
+    trials = trial_overrides(master, 8)
+    for overrides in trials:
+        ours = composer.compose(overrides)
+        theirs = hydra.config_loader.load_sweep_config(master, overrides)
+        assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), overrides
+        assert resolved_app_config(ours) == resolved_app_config(theirs)
+    assert len(composer.trees) <= len(trials)
+
+
+def test_value_overrides_reuse_one_composition_and_do_not_leak_between_trials() -> None:
+    hydra, master = hydra_for("quick")
+    composer = TrialComposer(hydra.config_loader, master)
+    first = composer.compose(["optimizer=adam", "optimizer.lr=0.01"])
+    second = composer.compose(["optimizer=adam", "optimizer.lr=0.002"])
+    third = composer.compose(["optimizer=rmsprop", "optimizer.lr=0.002"])
+    assert (first.optimizer.lr, second.optimizer.lr) == (0.01, 0.002)
+    assert second.hydra.overrides.task == ["optimizer=adam", "optimizer.lr=0.002"]
+    assert second.hydra.job.override_dirname == "optimizer.lr=0.002,optimizer=adam"
+    assert third.optimizer.name == "rmsprop"
+    assert list(composer.trees) == [("optimizer=adam",), ("optimizer=rmsprop",)]
+
+
+def test_a_bad_value_override_fails_like_hydra() -> None:
+    hydra, master = hydra_for("quick")
+    composer = TrialComposer(hydra.config_loader, master)
+    with pytest.raises(Exception, match=r"optimizer\.no_such_key") as ours:
+        composer.compose(["optimizer=adam", "optimizer.no_such_key=1"])
+    with pytest.raises(Exception, match=r"optimizer\.no_such_key") as theirs:
+        hydra.config_loader.load_sweep_config(master, ["optimizer=adam", "optimizer.no_such_key=1"])
+    assert type(ours.value) is type(theirs.value)

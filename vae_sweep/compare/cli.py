@@ -1,0 +1,137 @@
+"""``vae-compare``'s command line: the argparse parser and the command that ties the modules together.
+
+``main(argv)`` parses, ``run(args)`` connects (``sources``), ``build`` reads and checks the
+input and computes the tables (``tables``, ``report.compare_runs``), then the report is
+printed or written (``report``). Bad input raises ``vae_sweep.errors.UsageError``;
+``vae_sweep.cli.compare`` turns it, and argparse's ``SystemExit``, into the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vae_sweep.compare.report import ARTIFACT_FOLDER, FORMATS, Comparison, compare_runs, render, to_stdout, write_report
+from vae_sweep.compare.sources import connect, load_runs, load_study, param_importances, resolve_target
+from vae_sweep.compare.tables import BINS, MAX_LEVELS, available_metrics, default_keys, resolve_keys
+from vae_sweep.errors import UsageError
+from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(
+        prog="vae-compare",
+        description=(
+            "Compare optimization techniques across a study's trials: one table per technique\n"
+            "(runs by state, best / median / mean / std of a metric, the winner), the top trials,\n"
+            "Optuna parameter importances and, with --out, plots logged on the study's parent run."
+        ),
+        epilog=(
+            "examples:\n"
+            "  vae-compare techniques\n"
+            "  vae-compare techniques --by optimizer,scheduler --metric test_loss --format markdown --out reports/\n"
+            "  vae-compare techniques --by optimizer.lr --top 5\n"
+            "\nSee docs/compare.md."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cli.add_argument(
+        "target", help="a study name, else an MLflow experiment name, else a parent run id (tried in that order)"
+    )
+    cli.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI,
+        metavar="URI",
+        help="MLflow tracking store (default: $MLFLOW_TRACKING_URI or %(default)s)",
+    )
+    cli.add_argument(
+        "--experiment",
+        default=DEFAULT_EXPERIMENT,
+        metavar="NAME",
+        help="experiment holding the study (default: %(default)s)",
+    )
+    cli.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        metavar="URL",
+        help="Optuna storage, for parameter importances; skipped with a note when the study is not there "
+        "(default: %(default)s)",
+    )
+    cli.add_argument(
+        "--by",
+        metavar="KEYS",
+        help="comma-separated techniques (optimizer, scheduler, activation, normalization, dropout, regularization) "
+        f"or param keys (optimizer.lr, model.latent_dim); a numeric param with more than {MAX_LEVELS} values is "
+        f"split into {BINS} quantile ranges (default: every technique that differs between runs)",
+    )
+    cli.add_argument("--metric", default="val_loss", help="metric to rank by (default: %(default)s; lower is better)")
+    cli.add_argument("--maximize", action="store_true", help="higher --metric is better")
+    cli.add_argument(
+        "--top", type=int, default=10, metavar="K", help="rows in the top-trials table (default: %(default)s)"
+    )
+    cli.add_argument("--format", choices=FORMATS, default="terminal", help="report format (default: %(default)s)")
+    cli.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write the report and PNG plots into DIR and log them on the study's parent run under "
+        f"{ARTIFACT_FOLDER}/ (default: print the report, no plots)",
+    )
+    cli.add_argument("--no-log", action="store_true", help="with --out: do not log the files on the parent run")
+    return cli
+
+
+def build(client, args: argparse.Namespace) -> Comparison:
+    """Resolve the target, read its runs, check ``--metric`` and ``--by``, compute the tables
+    and the importances."""
+    source, notes = resolve_target(client, args.target, args.experiment)
+    runs = load_runs(client, source)
+    if runs.empty:
+        raise UsageError(f"{source.describe()} has no trial runs")
+    metrics = available_metrics(runs)
+    if args.metric not in metrics:
+        raise UsageError(f"unknown metric {args.metric!r}; the runs have: {', '.join(metrics)}")
+    names = [name.strip() for name in (args.by or "").split(",") if name.strip()]
+    if names:
+        keys = resolve_keys(names, runs)
+    else:
+        keys, constant = default_keys(runs)
+        if constant:
+            notes.append("same in every run: " + ", ".join(f"{k}={v}" for k, v in constant.items()))
+    if not keys:
+        raise UsageError(
+            "the runs have no technique.* tags; name what to group by with --by (e.g. --by optimizer.name)"
+        )
+    comparison = compare_runs(source, runs, keys, args.metric, maximize=args.maximize, top=args.top)
+    comparison.notes[:0] = notes
+    study, note = load_study(args.storage, source)
+    if study is not None:
+        comparison.importances, more = param_importances(study)
+        comparison.notes += more
+    elif note:
+        comparison.notes.append(note)
+    return comparison
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command behind ``main``; ``UsageError`` escapes to it. The report (or the list of
+    files written) goes to stdout, the line saying what ``target`` resolved to to stderr."""
+    if args.top < 1:
+        raise UsageError(f"--top must be at least 1, got {args.top}")
+    client = connect(args.tracking_uri)
+    comparison = build(client, args)
+    print(f"vae-compare: {comparison.source.describe()}, {len(comparison.runs)} runs", file=sys.stderr)
+    if args.out is None:
+        sys.stdout.write(to_stdout(render(comparison, args.format)))
+    else:
+        write_report(client, comparison, args.out, args.format, log=not args.no_log)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``vae-compare`` with ``argv``: 0 once the report is written; raises ``UsageError`` for
+    input it cannot use (``vae_sweep.cli.compare`` prints it and gives the exit code)."""
+    return run(parser().parse_args(argv))

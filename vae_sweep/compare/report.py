@@ -1,0 +1,229 @@
+"""``vae-compare``'s report: a ``Comparison`` of a study's runs, rendered and written.
+
+``compare_runs`` gathers the tables (``vae_sweep.compare.tables``) into a ``Comparison``;
+``render`` turns it into a terminal, markdown, CSV, HTML or JSON report (file name -> text),
+``to_stdout`` into what is printed, and ``write_report`` writes the report and the plots
+(``vae_sweep.compare.plots``, imported only then: no matplotlib otherwise) into a folder and
+logs them on the study's MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from vae_sweep.compare.sources import Source
+from vae_sweep.compare.tables import (
+    SIDE_METRICS,
+    STATE_COLUMNS,
+    STATES,
+    default_top_columns,
+    technique_table,
+    top_trials,
+    trial_states,
+)
+from vae_sweep.names import EPOCH_METRICS
+
+FORMATS = ("terminal", "markdown", "csv", "html", "json")
+REPORT_FILES = {"terminal": "report.txt", "markdown": "report.md", "html": "report.html", "json": "report.json"}
+ARTIFACT_FOLDER = "compare"
+
+
+@dataclass
+class Comparison:
+    """Everything a report shows; ``render`` turns it into text, ``write_plots`` into figures."""
+
+    source: Source
+    metric: str
+    maximize: bool
+    runs: pd.DataFrame
+    keys: dict[str, str]  # dimension -> runs column
+    techniques: dict[str, pd.DataFrame]
+    top: pd.DataFrame
+    importances: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        counts = trial_states(self.runs).value_counts()
+        states = ", ".join(f"{counts.get(s, 0)} {label}" for label, s in STATE_COLUMNS.items())
+        running = counts.get("RUNNING", 0)
+        return f"{self.source.describe()}: {len(self.runs)} runs ({states}{f', {running} running' if running else ''})"
+
+    def metric_line(self) -> str:
+        better = "higher" if self.maximize else "lower"
+        over = "a pruned run counts with its last logged value" if self.metric in EPOCH_METRICS else "runs that have it"
+        return (
+            f"Per option: runs by state; best / median / mean / std of {self.metric} ({better} is better; "
+            f"{over}); medians of {', '.join(SIDE_METRICS)}"
+        )
+
+
+def compare_runs(
+    source: Source,
+    runs: pd.DataFrame,
+    keys: Mapping[str, str],
+    metric: str,
+    *,
+    maximize: bool = False,
+    top: int = 10,
+) -> Comparison:
+    """The technique tables and the top-``top`` table, for ``keys`` (dimension -> runs column)."""
+    techniques = {name: technique_table(runs, column, metric, maximize=maximize) for name, column in keys.items()}
+    columns = default_top_columns(runs)
+    columns.update({name: column for name, column in keys.items() if column not in columns.values()})
+    best = top_trials(runs, metric, maximize=maximize, top=top, columns=columns)
+    return Comparison(source, metric, maximize, runs, dict(keys), techniques, best)
+
+
+def display(table: pd.DataFrame) -> pd.DataFrame:
+    """For people: the winner as a ★ in front, run ids shortened, ``median_`` dropped from the
+    side metrics' names (the headline says they are medians), missing values as None."""
+    shown = table.rename(columns={f"median_{side}": side for side in SIDE_METRICS})
+    if "winner" in shown:
+        shown.insert(0, "", shown.pop("winner").map({True: "★", False: ""}))
+    if "run_id" in shown:
+        shown.insert(shown.columns.get_loc("run_id"), "run", shown.pop("run_id").str[:8])
+    return shown.astype(object).where(shown.notna(), None)
+
+
+def sections(comparison: Comparison) -> list[tuple[str, pd.DataFrame]]:
+    """(title, table) in report order."""
+    parts = [(f"{name} (by {comparison.metric})", table) for name, table in comparison.techniques.items()]
+    parts.append((f"Top {len(comparison.top)} runs by {comparison.metric}", comparison.top))
+    if comparison.importances is not None:
+        parts.append(("Parameter importances (Optuna)", comparison.importances))
+    return parts
+
+
+def text_table(table: pd.DataFrame, tablefmt: str) -> str:
+    return tabulate(display(table), headers="keys", tablefmt=tablefmt, showindex=False, missingval="-", floatfmt="g")
+
+
+def render_terminal(comparison: Comparison) -> str:
+    lines = [comparison.headline(), comparison.metric_line(), ""]
+    for title, table in sections(comparison):
+        lines += [title, text_table(table, "simple"), ""]
+    lines += [f"Note: {note}" for note in comparison.notes]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(comparison: Comparison) -> str:
+    lines = [f"# vae-compare: {comparison.source.kind} {comparison.source.name}", "", comparison.headline() + ".", ""]
+    lines += [comparison.metric_line() + ".", ""]
+    for title, table in sections(comparison):
+        lines += [f"## {title}", "", text_table(table, "github"), ""]
+    if comparison.plots:
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in comparison.plots] + [""]
+    if comparison.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in comparison.notes] + [""]
+    return "\n".join(lines)
+
+
+def render_html(comparison: Comparison) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>vae-compare: {html.escape(comparison.source.name)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>vae-compare: {html.escape(comparison.source.kind)} {html.escape(comparison.source.name)}</h1>",
+        f"<p>{html.escape(comparison.headline())}.<br>{html.escape(comparison.metric_line())}.</p>",
+    ]
+    for title, table in sections(comparison):
+        parts += [
+            f"<h2>{html.escape(title)}</h2>",
+            display(table).to_html(index=False, na_rep="-", float_format="{:g}".format),
+        ]
+    if comparison.plots:
+        parts += ["<h2>Plots</h2>"] + [
+            f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>' for p in comparison.plots
+        ]
+    if comparison.notes:
+        parts += ["<h2>Notes</h2><ul>"] + [f"<li>{html.escape(note)}</li>" for note in comparison.notes] + ["</ul>"]
+    return "\n".join([*parts, "</body></html>", ""])
+
+
+def records(table: pd.DataFrame) -> list[dict[str, object]]:
+    """JSON-ready rows: NaN -> null, numpy scalars -> Python."""
+    return json.loads(table.to_json(orient="records", double_precision=15))
+
+
+def render_json(comparison: Comparison) -> str:
+    source = comparison.source
+    document = {
+        "source": {
+            "kind": source.kind,
+            "name": source.name,
+            "experiment": source.experiment,
+            "parent_run_id": source.parent_run_id,
+            "study_name": source.study_name,
+        },
+        "metric": comparison.metric,
+        "maximize": comparison.maximize,
+        "runs": len(comparison.runs),
+        "states": {state: int((trial_states(comparison.runs) == state).sum()) for state in STATES},
+        "techniques": {name: records(table) for name, table in comparison.techniques.items()},
+        "top_trials": records(comparison.top),
+        "importances": None if comparison.importances is None else records(comparison.importances),
+        "plots": comparison.plots,
+        "notes": comparison.notes,
+    }
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
+
+
+def csv_files(comparison: Comparison) -> dict[str, str]:
+    """``techniques.csv`` (all dimensions, long: a ``dimension`` column first),
+    ``top_trials.csv`` and, when computed, ``importances.csv``."""
+    long = pd.concat([table.assign(dimension=name) for name, table in comparison.techniques.items()], ignore_index=True)
+    long.insert(0, "dimension", long.pop("dimension"))
+    files = {"techniques.csv": long.to_csv(index=False), "top_trials.csv": comparison.top.to_csv(index=False)}
+    if comparison.importances is not None:
+        files["importances.csv"] = comparison.importances.to_csv(index=False)
+    return files
+
+
+def render(comparison: Comparison, fmt: str) -> dict[str, str]:
+    """The report in ``fmt`` as file name -> text."""
+    if fmt == "csv":
+        return csv_files(comparison)
+    renderer = {"terminal": render_terminal, "markdown": render_markdown, "html": render_html, "json": render_json}
+    return {REPORT_FILES[fmt]: renderer[fmt](comparison)}
+
+
+def to_stdout(files: Mapping[str, str]) -> str:
+    """One file as it is; several (csv) each under a ``# name`` line, separated by a blank line."""
+    if len(files) == 1:
+        return next(iter(files.values()))
+    return "\n".join(f"# {name}\n{text}" for name, text in files.items())
+
+
+def write_report(client, comparison: Comparison, folder: Path, fmt: str, *, log: bool) -> None:
+    """Plots and the report into ``folder``, then (``log``) onto the parent run under ``compare/``;
+    what was written, and notes, to stdout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    from vae_sweep.compare.plots import write_plots  # matplotlib: imported only to draw
+
+    written = write_plots(client, comparison, folder)
+    comparison.plots = [path.name for path in written]
+    for name, text in render(comparison, fmt).items():
+        (folder / name).write_text(text, encoding="utf-8")
+        written.append(folder / name)
+    for path in written:
+        print(f"wrote {path}")
+    parent = comparison.source.parent_run_id
+    if log and parent is None:
+        comparison.notes.append(f"not logged to MLflow: {comparison.source.describe()} has no parent run")
+    elif log:
+        for path in written:
+            client.log_artifact(parent, str(path), ARTIFACT_FOLDER)
+        print(f"logged {len(written)} files under {ARTIFACT_FOLDER}/ on parent run {parent}")
+    for note in comparison.notes:
+        print(f"Note: {note}")

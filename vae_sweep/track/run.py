@@ -1,0 +1,349 @@
+"""MLflow: one run per training, with params, technique tags, per-epoch metrics and artifacts.
+
+Everything goes through ``MlflowClient`` with explicit run ids and ``log_batch`` (one call
+per epoch), so runs can be created in any process and linked to a parent run by the
+``mlflow.parentRunId`` tag.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+import torch
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from vae_sweep.errors import ConfigError
+from vae_sweep.local_stores import check_sqlite_store
+from vae_sweep.names import (
+    CONFIG_ARTIFACT,
+    FAILURE_DETAIL_TAG,
+    FAILURE_REASON_ATTR,
+    FINAL_METRICS,
+    PRUNED_AT_TAG,
+    TRIAL_NUMBER_TAG,
+    WEIGHTS_ARTIFACT,
+)
+from vae_sweep.track.images import image_grid
+from vae_sweep.track.stores import check_reachable, prepare_mlflow_store
+from vae_sweep.track.urls import masked
+from vae_sweep.train.config import MlflowTracking, RunConfig
+from vae_sweep.train.loop import TrainResult
+
+log = logging.getLogger(__name__)
+# What a store that cannot be reached raises: MLflow's own errors, HTTP errors after MLflow's
+# retries, and OS errors from a local store (disk full, folder gone).
+TRACKING_ERRORS = (MlflowException, requests.exceptions.RequestException, OSError)
+TRACKING, ARTIFACTS = "tracking store", "artifact store"  # fail apart: an artifact folder is not the database
+PARAMS_PER_BATCH = 100  # MLflow's limits for one log_batch call
+METRICS_PER_BATCH = 1000
+VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
+# Intra-op threads change float summation order: reproduce re-runs with the same count.
+THREADS_TAG = "runtime.torch_threads"
+
+
+class PlainDumper(yaml.SafeDumper):
+    """Writes a value used twice out twice: vae-reproduce reads configs without YAML aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": "0.1"}``; lists stay one value."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as logged: a password in ``tracking.uri`` never reaches params or config.yaml
+    (vae-reproduce replaces the URI with the store it reads from anyway)."""
+    tracking = resolved.get("tracking")
+    if not isinstance(tracking, Mapping) or "uri" not in tracking:
+        return dict(resolved)
+    return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
+
+
+def technique_tags(config: RunConfig) -> dict[str, str]:
+    """One tag per technique choice: what comparison reports group runs by."""
+    model, regularization = config.model, config.regularization
+
+    def pair(encoder: str, decoder: str) -> str:
+        return encoder if encoder == decoder else f"{encoder}/{decoder}"
+
+    return {
+        "technique.optimizer": config.optimizer.name,
+        "technique.scheduler": config.scheduler.name + ("+warmup" if config.scheduler.warmup_epochs > 0 else ""),
+        "technique.activation": model.activation.value,
+        "technique.normalization": pair(model.encoder_norm.value, model.decoder_norm.value),
+        "technique.dropout": "none" if model.encoder_dropout == model.decoder_dropout == 0 else "dropout",
+        "technique.regularization": regularization.name,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def environment_tags() -> dict[str, str]:
+    """Versions and commit: the same for every run of a process, so looked up once."""
+    tags = {"version.python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            tags[f"version.{package}"] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    commit = git_commit(Path(__file__).resolve().parent)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit of the checkout holding ``folder`` (None for an installed wheel)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@functools.lru_cache(maxsize=4)
+def open_store_once(uri: str) -> None:
+    """A local store checked (a damaged or foreign file is one message) or made whole, once per
+    process: a sweep worker starts many runs in the same store."""
+    check_sqlite_store(uri, key="tracking.uri", store="MLflow store", marker_table="experiments")
+    prepare_mlflow_store(uri)
+
+
+@functools.lru_cache(maxsize=4)
+def client_for(uri: str) -> MlflowClient:
+    """One client per store and process: a sweep worker logs many runs to the same store."""
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """Get or create the experiment; another process may create it at the same moment. One that
+    was deleted (in the MLflow UI) is not brought back behind the user's back: they are told how."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise ConfigError(
+            "tracking.experiment",
+            f"experiment {name!r} was deleted in MLflow; restore it (MLFLOW_TRACKING_URI={masked(client.tracking_uri)} "
+            f"mlflow experiments restore --experiment-id {experiment.experiment_id}) or log to another one "
+            "with tracking.experiment=NAME",
+        )
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+class MlflowRun:
+    """An open MLflow run that receives epoch metrics as a training callback.
+
+    A store that fails mid-run (a tracking server going down) never stops the training: the
+    first failed call is logged as a warning, later calls are put off rather than each waiting
+    out MLflow's retries, and everything put off is tried once more when the run ends. What
+    still could not be logged then is named in one warning. The tracking store (params, metrics,
+    tags, the run's status) and the artifact store (files) fail apart: an artifact folder that
+    cannot be written costs the files, never the metrics or the run's end.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, spec: MlflowTracking) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.spec = spec
+        self.pending: list[Metric] = []  # epoch metrics not sent yet
+        self.last_flush = time.monotonic()
+        self.failures: dict[str, str] = {}  # store (TRACKING, ARTIFACTS) -> its error while it fails
+        self.warned = False
+        self.deferred: list[tuple[str, str, Callable[[], object]]] = []  # (what, store, call) to try at the end
+        self.logged_through = 0  # a resumed run: epochs up to here are in the store already
+
+    @classmethod
+    def start(
+        cls,
+        spec: MlflowTracking,
+        config: RunConfig,
+        resolved: Mapping[str, Any],
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> MlflowRun:
+        """Create the run with the full resolved config as params; ``tags`` may hold ``mlflow.parentRunId``."""
+        check_reachable(spec.uri)
+        open_store_once(spec.uri)
+        client = client_for(spec.uri)
+        threads = config.trainer.num_threads or torch.get_num_threads()
+        all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}
+        run_name = spec.run_name or f"{config.optimizer.name}-{config.model.activation.value}-{config.scheduler.name}"
+        if TRIAL_NUMBER_TAG in all_tags:  # sweeps: names stay unique and sort by trial in the UI
+            run_name = f"trial-{int(all_tags['optuna.trial_number']):03d}-{run_name}"
+        run = client.create_run(
+            experiment_id(client, spec.experiment),
+            run_name=run_name,
+            tags=all_tags,
+        )
+        this = cls(client, run.info.run_id, spec)
+        resolved = without_passwords(resolved)
+        params = [Param(key, value) for key, value in flatten(resolved).items()]
+        for start in range(0, len(params), PARAMS_PER_BATCH):
+            batch = params[start : start + PARAMS_PER_BATCH]
+            this.send("params", functools.partial(client.log_batch, this.run_id, params=batch))
+        config_yaml = yaml.dump(dict(resolved), Dumper=PlainDumper, sort_keys=False)
+        this.send(
+            CONFIG_ARTIFACT, functools.partial(client.log_text, this.run_id, config_yaml, CONFIG_ARTIFACT), ARTIFACTS
+        )
+        return this
+
+    @classmethod
+    def resume(cls, spec: MlflowTracking, run_id: str, *, tags: Mapping[str, str] | None = None) -> MlflowRun:
+        """Reopen a run whose trial's worker died, for its retry to go on from a checkpoint:
+        RUNNING again, the failure tags of the dead attempt removed, the retry's own tags set.
+        Its params and config.yaml are the ones it has."""
+        check_reachable(spec.uri)
+        client = client_for(spec.uri)
+        run = client.get_run(run_id)
+        client.update_run(run_id, status="RUNNING")
+        for key in (FAILURE_REASON_ATTR, FAILURE_DETAIL_TAG):
+            if key in run.data.tags:
+                client.delete_tag(run_id, key)
+        if tags:
+            client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
+        this = cls(client, run_id, spec)
+        history = client.get_metric_history(run_id, "train_loss")
+        this.logged_through = max((m.step for m in history), default=0)
+        return this
+
+    def send(self, what: str, call: Callable[[], object], store: str = TRACKING, *, defer: bool = True) -> bool:
+        """Make one MLflow call to ``store``; if it fails, warn (once per run) and put the call
+        off, with the later calls to the same store."""
+        if store not in self.failures:
+            try:
+                call()
+                return True
+            except TRACKING_ERRORS as error:
+                self.failures[store] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                if not self.warned:  # once per run; at the end one more sums up what was lost
+                    self.warned = True
+                    where = "store" if store == TRACKING else "artifact store of"
+                    log.warning(
+                        "MLflow %s %s failed while logging %s of run %s (%s); training goes on, "
+                        "logging is tried again when the run ends",
+                        where,
+                        masked(self.spec.uri),
+                        what,
+                        self.run_id,
+                        self.failures[store],
+                    )
+        if defer:
+            self.deferred.append((what, store, call))
+        return False
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch <= self.logged_through:  # logged by the attempt this run resumes
+            return
+        self.log_metrics(metrics, step=epoch)
+        if TRACKING not in self.failures and time.monotonic() - self.last_flush >= self.spec.flush_seconds:
+            self.flush()
+
+    def on_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        """The checkpoint's epochs that the dead attempt had not sent yet."""
+        for step, metrics in enumerate(history, start=1):
+            if step > self.logged_through:
+                self.log_metrics(metrics, step=step)
+        self.logged_through = max(self.logged_through, epoch)
+
+    def on_checkpoint(self, epoch: int, path: Path) -> None:
+        """The epochs so far and the checkpoint itself reach the store: a retry on another
+        machine resumes from the artifact."""
+        self.flush()
+        self.send("checkpoint", lambda: self.client.log_artifact(self.run_id, str(path), "checkpoint"), ARTIFACTS)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Queue metrics with their wall-clock time; they reach the store at the next flush."""
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+
+    def flush(self) -> None:
+        """Send the queued metrics in ``log_batch`` calls of at most MLflow's 1000 entries; the
+        ones a failing store did not take stay queued."""
+        while self.pending:
+            batch = self.pending[:METRICS_PER_BATCH]
+            send_batch = functools.partial(self.client.log_batch, self.run_id, metrics=batch)
+            if not self.send("metrics", send_batch, defer=False):
+                break
+            del self.pending[: len(batch)]
+        self.last_flush = time.monotonic()
+
+    def end(self, status: str, tags: Mapping[str, str] | None = None) -> None:
+        """Try the calls a failing store put off once more (MLflow's client backs off between its
+        own attempts), send the queued metrics, close the run, and name in one warning whatever
+        still could not be logged."""
+        deferred, self.deferred = self.deferred, []
+        self.failures.clear()
+        for what, store, call in deferred:
+            self.send(what, call, store)
+        self.flush()
+        if tags:
+            run_tags = [RunTag(key, value) for key, value in tags.items()]
+            self.send("tags", lambda: self.client.log_batch(self.run_id, tags=run_tags))
+        self.send(f"the end of the run ({status})", lambda: self.client.set_terminated(self.run_id, status))
+        unlogged = [what for what, _, _ in self.deferred] + (
+            [f"{len(self.pending)} metric values"] if self.pending else []
+        )
+        if unlogged:
+            log.warning(
+                "could not log to MLflow store %s for run %s: %s (%s); the result itself is not lost",
+                masked(self.spec.uri),
+                self.run_id,
+                ", ".join(unlogged),
+                "; ".join(f"{store}: {error}" for store, error in self.failures.items()),
+            )
+
+    def finish(self, result: TrainResult) -> None:
+        """Final metrics, the model's state_dict and pictures; then the run is FINISHED."""
+        self.log_metrics({name: result.metrics[name] for name in FINAL_METRICS}, step=len(result.history))
+        self.flush()
+        with tempfile.TemporaryDirectory() as folder:  # kept until the end: a put-off upload reads it
+            if self.spec.log_model:
+                path = Path(folder) / "state_dict.pt"
+                torch.save(result.model.state_dict(), path)
+                upload = functools.partial(self.client.log_artifact, self.run_id, str(path), "model")
+                self.send(WEIGHTS_ARTIFACT, upload, ARTIFACTS)
+            if self.spec.log_images:
+                pairs = image_grid([result.test_inputs, result.reconstructions], result.image_shape)
+                samples = image_grid([result.prior_samples], result.image_shape)
+                for name, image in (("reconstructions.png", pairs), ("prior_samples.png", samples)):
+                    upload = functools.partial(self.client.log_image, self.run_id, image, artifact_file=name)
+                    self.send(name, upload, ARTIFACTS)
+            self.end("FINISHED")
+
+    def prune(self, epoch: int) -> None:
+        """A pruned run ends normally, its curves kept, marked with the epoch it stopped at."""
+        self.end("FINISHED", {PRUNED_AT_TAG: str(epoch)})
+
+    def fail(self, reason: str, detail: str = "", status: str = "FAILED") -> None:
+        self.end(status, {FAILURE_REASON_ATTR: reason, **({FAILURE_DETAIL_TAG: detail[:5000]} if detail else {})})

@@ -1,0 +1,33 @@
+"""The math of one run: data, models, losses, regularization, optimizers, schedules, the loop
+and the typed config specs. Knows nothing of MLflow, Optuna or Hydra's sweeper: the loop takes
+epoch callbacks (``EpochCallback``), through which tracking logs and a sweep reports and prunes."""
+
+from vae_sweep.train.config import (
+    CONFIG_VERSION,
+    GROUPS,
+    MlflowTracking,
+    NoTracking,
+    RunConfig,
+    TrainerSpec,
+    parse_objectives,
+    parse_run_config,
+)
+from vae_sweep.train.loop import EpochCallback, TrainResult, train
+from vae_sweep.train.specs import allowed_targets, parse_spec, register
+
+__all__ = [
+    "CONFIG_VERSION",
+    "GROUPS",
+    "EpochCallback",
+    "MlflowTracking",
+    "NoTracking",
+    "RunConfig",
+    "TrainResult",
+    "TrainerSpec",
+    "allowed_targets",
+    "parse_objectives",
+    "parse_run_config",
+    "parse_spec",
+    "register",
+    "train",
+]

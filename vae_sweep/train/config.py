@@ -1,0 +1,161 @@
+"""The run's config: the composed Hydra config turned into typed, validated specs.
+
+``parse_run_config`` is the one gate every run passes before any data is loaded, so a typo
+or an out-of-range value fails fast with a message naming the full key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from vae_sweep.errors import ConfigError, require
+from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, OBJECTIVES
+from vae_sweep.train.data import DataSpec
+from vae_sweep.train.models import MLPVAESpec
+from vae_sweep.train.optimizers import OptimizerSpec
+from vae_sweep.train.regularization import RegularizationSpec
+from vae_sweep.train.schedules import SchedulerSpec
+from vae_sweep.train.specs import parse_spec, register
+
+MAX_SEED = 2**32 - 1  # np.random.seed refuses larger ones
+# Bumped when a change makes older logged config.yaml files mean something else.
+CONFIG_VERSION = 1
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+@register
+@dataclass
+class TrainerSpec:
+    epochs: int = 50
+    batch_size: int = 32
+    seed: int = 0
+    deterministic: bool = True
+    num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    device: Device = Device.cpu
+    eval_every: int = 1  # validate every N epochs (and always after the last)
+    iwae_samples: int = 64  # k of the test IWAE bound
+    image_count: int = 8  # test reconstructions and prior samples drawn for the run's pictures
+    # Save a checkpoint every N epochs (0: never), so that a sweep trial whose worker died goes
+    # on from there in the same MLflow run when it is retried.
+    checkpoint_every: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, 2**32 - 1] (NumPy's seeds), got {self.seed}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(
+            self.num_threads is None or self.num_threads >= 1,
+            "num_threads",
+            f"must be >= 1 or null, got {self.num_threads}",
+        )
+        require(self.eval_every >= 1, "eval_every", f"must be >= 1, got {self.eval_every}")
+        require(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")
+        require(self.image_count >= 1, "image_count", f"must be >= 1, got {self.image_count}")
+        require(
+            self.checkpoint_every >= 0,
+            "checkpoint_every",
+            f"must be >= 0 (0 saves no checkpoints), got {self.checkpoint_every}",
+        )
+
+    def resolve_device(self) -> torch.device:
+        if self.device is Device.auto:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        require(
+            self.device is not Device.cuda or torch.cuda.is_available(),
+            "trainer.device",
+            "cuda was asked for but torch sees no CUDA device; use cpu or auto",
+        )
+        return torch.device(self.device.value)
+
+
+@dataclass
+class TrackingSpec:
+    name: str = ""
+
+
+@register
+@dataclass
+class MlflowTracking(TrackingSpec):
+    name: str = "mlflow"
+    uri: str = DEFAULT_TRACKING_URI
+    experiment: str = DEFAULT_EXPERIMENT
+    run_name: str | None = None
+    log_model: bool = True
+    log_images: bool = True
+    # Epoch metrics are sent at most this often (and when the run ends): one database write per
+    # epoch would cost more than a short epoch itself.
+    flush_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        require(bool(self.uri), "uri", "must not be empty")
+        require(bool(self.experiment), "experiment", "must not be empty")
+        require(
+            self.flush_seconds >= 0, "flush_seconds", f"must be >= 0 (0 sends every epoch), got {self.flush_seconds}"
+        )
+
+
+@register
+@dataclass
+class NoTracking(TrackingSpec):
+    name: str = "none"
+
+
+GROUPS: dict[str, type] = {
+    "data": DataSpec,
+    "model": MLPVAESpec,
+    "optimizer": OptimizerSpec,
+    "scheduler": SchedulerSpec,
+    "regularization": RegularizationSpec,
+    "trainer": TrainerSpec,
+    "tracking": TrackingSpec,
+}
+TOP_LEVEL_KEYS = (*GROUPS, "objective", "config_version")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataSpec
+    model: MLPVAESpec
+    optimizer: OptimizerSpec
+    scheduler: SchedulerSpec
+    regularization: RegularizationSpec
+    trainer: TrainerSpec
+    tracking: TrackingSpec
+    objectives: tuple[str, ...] = ("val_loss",)  # one metric, or several for a multi-objective study
+
+
+def parse_run_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
+    """Validate a composed config (or a loaded ``config.yaml``) into a ``RunConfig``."""
+    container = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    for key in container:
+        require(key in TOP_LEVEL_KEYS, str(key), f"unknown top-level key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    version = container.get("config_version", CONFIG_VERSION)
+    require(
+        version == CONFIG_VERSION,
+        "config_version",
+        f"this config was written for config version {version}; this vae-sweep reads version {CONFIG_VERSION}",
+    )
+    missing = [group for group in GROUPS if group not in container]
+    if missing:
+        raise ConfigError(missing[0], f"missing config group; every run needs {', '.join(GROUPS)}")
+    specs = {group: parse_spec(container[group], group, base) for group, base in GROUPS.items()}
+    return RunConfig(objectives=parse_objectives(container.get("objective", "val_loss")), **specs)
+
+
+def parse_objectives(objective: Any) -> tuple[str, ...]:
+    """``objective`` is one metric name or a list of them (multi-objective)."""
+    names = tuple(objective) if isinstance(objective, (list, tuple, ListConfig)) else (objective,)
+    require(len(names) > 0, "objective", "needs at least one metric")
+    for name in names:
+        require(name in OBJECTIVES, "objective", f"unknown metric {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    return names

@@ -1,0 +1,262 @@
+"""Data sets as float tensors in [0, 1], split once into train / val / test.
+
+Everything lives in memory as ``(n, d)`` tensors: the data sets are small, and a trainer
+that indexes a tensor with a permutation is much faster than a ``DataLoader``. Splits and
+binarization are seeded by ``split_seed`` so two runs with the same config see the same data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+
+import torch
+
+from vae_sweep.errors import DataError, require
+from vae_sweep.train.idx import CHECKSUMS, IDX_TEST_FILE, IDX_TRAIN_FILE, MIRRORS, ensure_idx_files, read_idx_images
+from vae_sweep.train.specs import register
+
+
+class Binarize(str, Enum):
+    """How grayscale pixels become the 0/1 targets a Bernoulli likelihood assumes."""
+
+    none = "none"
+    static = "static"  # sampled once at load
+    dynamic = "dynamic"  # training images resampled every epoch
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Train / val / test as float32 ``(n, d)`` tensors with values in [0, 1]."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    image_shape: tuple[int, int]
+    binarize: Binarize
+
+    def __post_init__(self) -> None:
+        dim = self.image_shape[0] * self.image_shape[1]
+        for split in ("train", "val", "test"):
+            shape = tuple(getattr(self, split).shape)
+            if len(shape) != 2 or shape[1] != dim or shape[0] == 0:
+                raise DataError(
+                    f"{split} split has shape {shape}, expected (n >= 1, {dim}) for images {self.image_shape}"
+                )
+
+    @property
+    def input_dim(self) -> int:
+        return self.train.shape[1]
+
+    def to(self, device: torch.device | str) -> DataSplits:
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+    def train_epoch(self, generator: torch.Generator) -> torch.Tensor:
+        """The training data for one epoch; ``generator`` must live on the data's device.
+
+        Dynamic binarization draws fresh 0/1 images every epoch, which regularizes the
+        model (the usual protocol for binarized MNIST in the VAE literature).
+        """
+        if self.binarize is Binarize.dynamic:
+            return torch.bernoulli(self.train, generator=generator)
+        return self.train
+
+
+def _make_splits(
+    train: torch.Tensor,
+    val: torch.Tensor,
+    test: torch.Tensor,
+    image_shape: tuple[int, int],
+    binarize: Binarize,
+    generator: torch.Generator,
+) -> DataSplits:
+    """Binarize once where the mode asks for it: static -> all splits, dynamic -> val/test only.
+
+    Val and test are fixed 0/1 under dynamic binarization so that validation losses of
+    different epochs and runs stay comparable.
+    """
+    if binarize is Binarize.static:
+        train = torch.bernoulli(train, generator=generator)
+    if binarize is not Binarize.none:
+        val = torch.bernoulli(val, generator=generator)
+        test = torch.bernoulli(test, generator=generator)
+    return DataSplits(train, val, test, image_shape, binarize)
+
+
+def _split_by_fractions(
+    x: torch.Tensor, val_fraction: float, test_fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A seeded random train / val / test partition of the rows of ``x``."""
+    n = x.shape[0]
+    n_val = max(1, int(n * val_fraction))
+    n_test = max(1, int(n * test_fraction))
+    if n - n_val - n_test < 1:
+        raise DataError(
+            f"{n} samples leave no training data after val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
+    order = torch.randperm(n, generator=generator)
+    return x[order[n_val + n_test :]], x[order[:n_val]], x[order[n_val : n_val + n_test]]
+
+
+def _require_fractions(val_fraction: float, test_fraction: float) -> None:
+    require(0.0 < val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {val_fraction}")
+    require(0.0 < test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {test_fraction}")
+    require(
+        val_fraction + test_fraction < 1.0,
+        "test_fraction",
+        f"val_fraction + test_fraction must be < 1 to leave training data, got {val_fraction} + {test_fraction}",
+    )
+
+
+@dataclass
+class DataSpec:
+    """Fields every data set shares; subclasses implement ``load``."""
+
+    name: str
+    binarize: Binarize = Binarize.none
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(
+            0 <= self.split_seed < 2**63,
+            "split_seed",
+            f"must be in [0, 2**63 - 1] (a torch generator's seed), got {self.split_seed}",
+        )
+
+    def load(self) -> DataSplits:
+        raise NotImplementedError(f"{type(self).__name__} does not implement load()")
+
+    def check(self) -> None:
+        """Raise ``DataError`` now if ``load`` would: files missing (downloaded here when allowed),
+        corrupt or failing their checksum. Data made in memory has nothing to check."""
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.split_seed)
+
+
+@register
+@dataclass
+class Digits(DataSpec):
+    """scikit-learn's bundled 8x8 digits (1797 images): no download, trains in seconds."""
+
+    name: str = "digits"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_fractions(self.val_fraction, self.test_fraction)
+
+    def load(self) -> DataSplits:
+        from sklearn.datasets import load_digits  # slow import, only needed here
+
+        pixels = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16.0
+        generator = self._generator()
+        train, val, test = _split_by_fractions(pixels, self.val_fraction, self.test_fraction, generator)
+        return _make_splits(train, val, test, (8, 8), self.binarize, generator)
+
+
+@register
+@dataclass
+class Synthetic(DataSpec):
+    """Seeded low-rank images ``sigmoid(W z + b)``: structure a VAE can learn, any size, no files."""
+
+    name: str = "synthetic"
+    n_samples: int = 2000
+    side: int = 28
+    latent_factors: int = 10
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.n_samples >= 10, "n_samples", f"must be >= 10, got {self.n_samples}")
+        require(self.side >= 2, "side", f"must be >= 2, got {self.side}")
+        require(self.latent_factors >= 1, "latent_factors", f"must be >= 1, got {self.latent_factors}")
+        _require_fractions(self.val_fraction, self.test_fraction)
+
+    def load(self) -> DataSplits:
+        generator = self._generator()
+        dim = self.side * self.side
+        # Scaled so that W z has standard deviation 2: pixels spread over (0, 1), many near 0 or 1.
+        weights = torch.randn(dim, self.latent_factors, generator=generator) * (2.0 / self.latent_factors**0.5)
+        bias = torch.randn(dim, generator=generator)
+        z = torch.randn(self.n_samples, self.latent_factors, generator=generator)
+        pixels = torch.sigmoid(torch.addmm(bias, z, weights.T))
+        train, val, test = _split_by_fractions(pixels, self.val_fraction, self.test_fraction, generator)
+        return _make_splits(train, val, test, (self.side, self.side), self.binarize, generator)
+
+
+@register
+@dataclass
+class IdxImages(DataSpec):
+    """MNIST or Fashion-MNIST (``name``) from the IDX gz files, downloaded once into ``root``."""
+
+    name: str = "mnist"
+    # None: $VAE_SWEEP_DATA/<name>, or data/<name> when the variable is unset (as in the YAML).
+    root: str | None = None
+    download: bool = True
+    verify_checksum: bool = True
+    val_size: int = 10000
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.name in MIRRORS, "name", f"must be one of {sorted(MIRRORS)}, got {self.name!r}")
+        require(self.val_size >= 1, "val_size", f"must be >= 1, got {self.val_size}")
+        if self.limit is not None:
+            require(
+                self.limit > self.val_size,
+                "limit",
+                f"must exceed val_size={self.val_size} so training images remain, got {self.limit}",
+            )
+
+    @property
+    def folder(self) -> Path:
+        root = self.root if self.root is not None else Path(os.environ.get("VAE_SWEEP_DATA", "data")) / self.name
+        return Path(root).expanduser().resolve()
+
+    def check(self) -> None:
+        self._read_files()
+
+    def _read_files(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training (cut to ``limit``) and test images as uint8 ``(n, rows, cols)``, every file checked."""
+        folder = self.folder
+        ensure_idx_files(folder, self.name, self.download, self.verify_checksum)
+        checksums = CHECKSUMS[self.name] if self.verify_checksum else {}
+        train_file = read_idx_images(folder / IDX_TRAIN_FILE, checksums.get(IDX_TRAIN_FILE))
+        test_file = read_idx_images(folder / IDX_TEST_FILE, checksums.get(IDX_TEST_FILE))
+        if self.limit is not None:
+            train_file = train_file[: self.limit]
+        if train_file.shape[0] <= self.val_size:
+            raise DataError(
+                f"data.val_size={self.val_size} must be smaller than the {train_file.shape[0]} training images "
+                f"in {folder / IDX_TRAIN_FILE} (after data.limit={self.limit})"
+            )
+        if train_file.shape[1:] != test_file.shape[1:]:
+            raise DataError(
+                f"{folder}: train images are {tuple(train_file.shape[1:])}, test {tuple(test_file.shape[1:])}"
+            )
+        return train_file, test_file
+
+    def load(self) -> DataSplits:
+        train_file, test_file = self._read_files()
+        generator = self._generator()
+        order = torch.randperm(train_file.shape[0], generator=generator)
+        pixels = _to_unit_rows(train_file)
+        rows, cols = test_file.shape[1:]
+        return _make_splits(
+            pixels[order[self.val_size :]],
+            pixels[order[: self.val_size]],
+            _to_unit_rows(test_file),
+            (rows, cols),
+            self.binarize,
+            generator,
+        )
+
+
+def _to_unit_rows(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(n, rows, cols)`` -> float32 ``(n, rows * cols)`` in [0, 1]."""
+    return images.reshape(images.shape[0], -1).to(torch.float32).div_(255.0)

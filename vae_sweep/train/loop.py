@@ -1,0 +1,270 @@
+"""``train(config) -> TrainResult``: the training loop, evaluation and test metrics.
+
+Knows nothing of MLflow or Optuna: trackers and pruners plug in as callbacks that see each
+epoch's metrics (and may raise to stop the run). Data stays on the device and batches are
+drawn by index permutation; losses are summed on the device and read back once per epoch,
+so there is no host sync per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from vae_sweep.errors import TrainingDiverged
+from vae_sweep.train.checkpoint import Checkpoint, fingerprint, save_checkpoint
+from vae_sweep.train.config import RunConfig, TrainerSpec
+from vae_sweep.train.data import DataSplits
+from vae_sweep.train.losses import gaussian_kl, importance_samples, iwae_bound, negative_elbo_terms, training_objective
+from vae_sweep.train.models import VAE
+from vae_sweep.train.schedules import LRSchedule
+
+# Burda et al. (2015), "Importance Weighted Autoencoders", section 5.2.
+ACTIVE_UNIT_THRESHOLD = 0.01
+EVAL_ROWS = 8192  # rows per evaluation chunk (examples x importance samples), bounds memory
+
+
+class EpochCallback(Protocol):
+    """What a callback must have; it may also have ``on_checkpoint(epoch, path)``, called after a
+    checkpoint was saved, and ``on_resume(epoch, history)``, called once when training goes on
+    from a checkpoint with the epochs' metrics up to it."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after every epoch; raising stops training (a pruner does so)."""
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]  # the last epoch's metrics and the final ones
+    history: list[dict[str, float]]
+    model: VAE
+    test_inputs: torch.Tensor  # (image_count, d) on the CPU, with their reconstructions
+    reconstructions: torch.Tensor
+    prior_samples: torch.Tensor
+    image_shape: tuple[int, int]
+
+
+@contextlib.contextmanager
+def torch_settings(trainer: TrainerSpec) -> Iterator[None]:
+    """Seed every RNG and set determinism and threads for one run, restoring them afterwards
+    (several runs share a process in a multirun)."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    random.seed(trainer.seed)
+    np.random.seed(trainer.seed)
+    torch.manual_seed(trainer.seed)
+    if trainer.deterministic:  # cuBLAS needs a fixed workspace to be deterministic on CUDA
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(trainer.deterministic)
+    if trainer.num_threads is not None:
+        torch.set_num_threads(trainer.num_threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.set_num_threads(previous[1])
+
+
+def train(
+    config: RunConfig,
+    callbacks: Sequence[EpochCallback] = (),
+    *,
+    checkpoint: Path | None = None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
+    """Train one VAE as ``config`` says; raises ``TrainingDiverged`` on a NaN/inf loss.
+
+    With ``checkpoint``, the state is saved there every ``trainer.checkpoint_every`` epochs;
+    with ``resume`` (loaded from such a file), training goes on after its epoch."""
+    trainer = config.trainer
+    device = trainer.resolve_device()
+    with torch_settings(trainer):
+        data = config.data.load().to(device)
+        model = config.model.build(data.input_dim).to(device)
+        optimizer = config.optimizer.build(model.parameters(), config.regularization.weight_decay)
+        n_train = data.train.shape[0]
+        batches = batch_bounds(n_train, trainer.batch_size)
+        schedule = LRSchedule(config.scheduler, optimizer, epochs=trainer.epochs, steps_per_epoch=len(batches))
+        generator = torch.Generator(device=device).manual_seed(trainer.seed)
+        history: list[dict[str, float]] = []
+        train_time = 0.0
+        first_epoch = 1
+        if resume is not None:
+            resume.restore(model, optimizer, schedule, generator)
+            history, train_time, first_epoch = list(resume.history), resume.train_time, resume.epoch + 1
+            for callback in callbacks:
+                if hasattr(callback, "on_resume"):
+                    callback.on_resume(resume.epoch, history)
+        config_fingerprint = fingerprint(config)
+        started = time.perf_counter() - train_time
+        for epoch in range(first_epoch, trainer.epochs + 1):
+            epoch_start = time.perf_counter()
+            metrics = train_epoch(model, optimizer, schedule, config, data, batches, generator, epoch)
+            train_time += time.perf_counter() - epoch_start
+            if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
+                metrics.update(prefixed("val", evaluate_elbo(model, data.val)))
+            check_finite(metrics, epoch)
+            schedule.after_epoch(metrics.get("val_loss"))
+            history.append(metrics)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, metrics)
+            if checkpoint is not None and checkpoint_due(trainer, epoch):
+                save_checkpoint(
+                    checkpoint,
+                    config_fingerprint=config_fingerprint,
+                    epoch=epoch,
+                    history=history,
+                    train_time=train_time,
+                    model=model,
+                    optimizer=optimizer,
+                    schedule=schedule,
+                    generator=generator,
+                )
+                for callback in callbacks:
+                    if hasattr(callback, "on_checkpoint"):
+                        callback.on_checkpoint(epoch, checkpoint)
+        train_seconds = time.perf_counter() - started
+        final = test_metrics(model, data.test, trainer.iwae_samples)
+        check_finite(final, trainer.epochs)
+        final["samples_per_sec"] = n_train * trainer.epochs / train_time
+        final["train_seconds"] = train_seconds
+        return TrainResult(
+            metrics={**history[-1], **final},
+            history=history,
+            model=model,
+            image_shape=data.image_shape,
+            **pictures(model, data.test, trainer.image_count),
+        )
+
+
+def checkpoint_due(trainer: TrainerSpec, epoch: int) -> bool:
+    """Every ``checkpoint_every`` epochs, but not after the last: the finished run is the result."""
+    return bool(trainer.checkpoint_every) and epoch % trainer.checkpoint_every == 0 and epoch < trainer.epochs
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch; a last batch of one example is dropped (batch norm needs two)."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds.pop()
+    return bounds
+
+
+def train_epoch(
+    model: VAE,
+    optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule,
+    config: RunConfig,
+    data: DataSplits,
+    batches: list[tuple[int, int]],
+    generator: torch.Generator,
+    epoch: int,
+) -> dict[str, float]:
+    regularization = config.regularization
+    model.train()
+    inputs = data.train_epoch(generator)
+    order = torch.randperm(inputs.shape[0], generator=generator, device=inputs.device)
+    sums = torch.zeros(2, device=inputs.device)  # reconstruction, KL: summed over examples
+    examples = 0
+    beta = regularization.kl_weight(epoch - 1, config.trainer.epochs)
+    for index, (start, end) in enumerate(batches):
+        x = inputs[order[start:end]]
+        recon, kl_per_dim, _ = negative_elbo_terms(model, x)
+        beta = regularization.kl_weight(epoch - 1 + (index + 1) / len(batches), config.trainer.epochs)
+        objective = training_objective(recon, kl_per_dim, beta=beta, free_bits=regularization.free_bits)
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if regularization.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), regularization.grad_clip_norm)
+        optimizer.step()
+        schedule.after_batch()
+        sums += torch.stack((recon.detach().sum(), kl_per_dim.detach().sum()))
+        examples += end - start
+    recon_mean, kl_mean = (sums / examples).tolist()
+    return {
+        "train_loss": recon_mean + kl_mean,
+        "train_recon": recon_mean,
+        "train_kl": kl_mean,
+        "lr": schedule.lr,
+        "beta": beta,
+    }
+
+
+def chunks(x: torch.Tensor, rows: int) -> Iterator[torch.Tensor]:
+    for start in range(0, x.shape[0], max(1, rows)):
+        yield x[start : start + max(1, rows)]
+
+
+@torch.no_grad()
+def evaluate_elbo(model: VAE, x: torch.Tensor) -> dict[str, float]:
+    """Negative ELBO (one posterior sample, analytic KL) averaged over ``x``, in eval mode."""
+    model.eval()
+    sums = torch.zeros(2, device=x.device)
+    for batch in chunks(x, EVAL_ROWS):
+        recon, kl_per_dim, _ = negative_elbo_terms(model, batch)
+        sums += torch.stack((recon.sum(), kl_per_dim.sum()))
+    recon_mean, kl_mean = (sums / x.shape[0]).tolist()
+    return {"loss": recon_mean + kl_mean, "recon": recon_mean, "kl": kl_mean}
+
+
+@torch.no_grad()
+def test_metrics(model: VAE, x: torch.Tensor, samples: int) -> dict[str, float]:
+    """Test negative ELBO (reconstruction averaged over ``samples`` posterior draws, analytic
+    KL), the negative ``samples``-sample IWAE bound, and the number of active units."""
+    model.eval()
+    sums = torch.zeros(3, device=x.device)
+    means = []
+    for batch in chunks(x, EVAL_ROWS // samples):
+        mu, log_var = model.encode(batch)
+        log_likelihood, log_prior_ratio = importance_samples(model, batch, samples)
+        sums += torch.stack(
+            (
+                -log_likelihood.mean(0).sum(),
+                gaussian_kl(mu, log_var).sum(),
+                -iwae_bound(log_likelihood + log_prior_ratio).sum(),
+            )
+        )
+        means.append(mu)
+    recon, kl, iwae = (sums / x.shape[0]).tolist()
+    activity = torch.cat(means).var(dim=0)
+    return {
+        "test_loss": recon + kl,
+        "test_recon": recon,
+        "test_kl": kl,
+        "test_iwae": iwae,
+        "active_units": float((activity > ACTIVE_UNIT_THRESHOLD).sum().item()),
+    }
+
+
+@torch.no_grad()
+def pictures(model: VAE, x: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
+    """The first ``count`` test inputs with their reconstructions (posterior means) and
+    ``count`` samples from the prior, as pixel means on the CPU."""
+    model.eval()
+    inputs = x[:count]
+    mu, _ = model.encode(inputs)
+    z = torch.randn(count, model.latent_dim, device=x.device)
+    return {
+        "test_inputs": inputs.cpu(),
+        "reconstructions": model.mean_image(model.decode(mu)).cpu(),
+        "prior_samples": model.mean_image(model.decode(z)).cpu(),
+    }
+
+
+def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{name}": value for name, value in metrics.items()}
+
+
+def check_finite(metrics: dict[str, float], epoch: int) -> None:
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:
+        raise TrainingDiverged("nan_loss", epoch, detail=f"non-finite {', '.join(bad)}", metrics=metrics)

@@ -1,0 +1,114 @@
+"""The VAE objective as small pure functions, in nats per example.
+
+loss = reconstruction + KL is the negative ELBO (Kingma & Welling, 2014); the IWAE bound
+(Burda et al., 2015) is tighter and is reported on the test set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vae_sweep.train.models import VAE
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(log_var)) || N(0, 1)) per latent dimension, shape (batch, latent)."""
+    return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var)
+
+
+def reconstruction_nll(decoded: torch.Tensor, x: torch.Tensor, log_std: torch.Tensor | None) -> torch.Tensor:
+    """-log p(x|z) summed over pixels, shape (batch,).
+
+    ``log_std is None`` means Bernoulli with ``decoded`` as logits; otherwise ``decoded`` is
+    the Gaussian mean (MSE scaled by the variance, plus the normalising constant).
+    """
+    if log_std is None:
+        return F.binary_cross_entropy_with_logits(decoded, x, reduction="none").sum(-1)
+    squared = ((x - decoded) * torch.exp(-log_std)).pow(2)
+    return (0.5 * squared + log_std + 0.5 * LOG_2PI).sum(-1)
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Batch KL with each latent dimension's batch mean clamped below at ``free_bits`` nats.
+
+    Kingma et al. (2016), "Improved variational inference with inverse autoregressive
+    flow", eq. (15): dimensions under the threshold get no gradient pushing them to collapse.
+    """
+    return torch.clamp(kl_per_dim.mean(0), min=free_bits).sum()
+
+
+def training_objective(
+    recon: torch.Tensor, kl_per_dim: torch.Tensor, *, beta: float, free_bits: float = 0.0
+) -> torch.Tensor:
+    """The whole objective a batch minimises, one number: mean reconstruction NLL plus ``beta``
+    times the KL term, the way pytorch/examples' ``loss_function`` is the VAE's whole loss.
+
+    ``beta`` weights the KL (Higgins et al., 2017; an annealing schedule sets it per batch); with
+    ``free_bits > 0`` each latent dimension's batch-mean KL counts at least that many nats
+    (``free_bits_kl``), otherwise the KL is the batch mean of its sum over dimensions. With
+    ``beta=1`` and no free bits this is the negative ELBO.
+
+    >>> recon, kl = torch.tensor([2.0, 4.0]), torch.tensor([[0.5, 0.0], [1.5, 0.0]])
+    >>> float(training_objective(recon, kl, beta=1.0))  # 3 + 1
+    4.0
+    >>> float(training_objective(recon, kl, beta=0.5, free_bits=0.25))  # 3 + 0.5 * (1 + 0.25)
+    3.625
+    """
+    kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits > 0 else kl_per_dim.sum(-1).mean()
+    return recon.mean() + beta * kl_term
+
+
+def linear_warmup(progress: float, warmup_epochs: float) -> float:
+    """KL weight rising linearly from 0 to 1 over ``warmup_epochs`` (Bowman et al., 2016)."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, progress / warmup_epochs)
+
+
+def cyclical_annealing(progress: float, total_epochs: float, cycles: int, ramp_fraction: float) -> float:
+    """Cyclical KL annealing (Fu et al., 2019): ``cycles`` ramps 0 -> 1, each over
+    ``ramp_fraction`` of its cycle, then held at 1 for the rest of the cycle.
+
+    A cycle spans the progress interval (start, end]: the end of a cycle (the trainer passes
+    the progress after each batch) still belongs to it, at full weight, not to the next one.
+    """
+    if progress >= total_epochs:
+        return 1.0
+    period = total_epochs / cycles
+    position = (progress % period) / period
+    if position == 0.0 and progress > 0:
+        position = 1.0
+    return min(1.0, position / ramp_fraction)
+
+
+def negative_elbo_terms(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One-sample reconstruction NLL (batch,), analytic KL per dim (batch, latent), and mu."""
+    decoded, mu, log_var = model(x)
+    recon = reconstruction_nll(decoded, x, model.output_log_std())
+    return recon, gaussian_kl(mu, log_var), mu
+
+
+def importance_samples(model: VAE, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``samples`` draws z_i ~ q(z|x): log p(x|z_i) and log p(z_i) - log q(z_i|x), each (samples, batch).
+
+    Their sum is the log importance weight; the first alone gives a k-sample reconstruction term.
+    """
+    mu, log_var = model.encode(x)
+    std = torch.exp(0.5 * log_var)
+    eps = torch.randn((samples, *mu.shape), dtype=mu.dtype, device=mu.device)
+    z = mu + eps * std
+    log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
+    log_prior = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
+    decoded = model.decode(z.reshape(-1, mu.shape[-1])).reshape(samples, x.shape[0], -1)
+    log_likelihood = -reconstruction_nll(decoded, x.expand(samples, *x.shape), model.output_log_std())
+    return log_likelihood, log_prior - log_q
+
+
+def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """log (1/k sum_i w_i) per example: the k-sample importance-weighted lower bound on log p(x)."""
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])

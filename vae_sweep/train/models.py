@@ -1,0 +1,169 @@
+"""The VAE: an MLP encoder with separate mean and log-variance heads, and an MLP decoder.
+
+The source article derived ``z_mean`` and ``z_log_var`` from the same layer output; here
+they are two independent linear heads, as in Kingma & Welling (2014).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+from torch import nn
+
+from vae_sweep.errors import require
+from vae_sweep.train.specs import register
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    leaky_relu = "leaky_relu"
+    prelu = "prelu"
+    elu = "elu"
+    gelu = "gelu"
+    silu = "silu"
+    tanh = "tanh"
+    softplus = "softplus"
+
+
+class Normalization(str, Enum):
+    none = "none"
+    batchnorm = "batchnorm"
+    layernorm = "layernorm"
+
+
+class Likelihood(str, Enum):
+    bernoulli = "bernoulli"
+    gaussian = "gaussian"
+
+
+@register
+@dataclass
+class MLPVAESpec:
+    """Architecture of an MLP VAE; the input size comes from the data, not from here."""
+
+    name: str = "mlp"
+    encoder_hidden: list[int] = field(default_factory=lambda: [128, 64])
+    decoder_hidden: list[int] = field(default_factory=lambda: [256, 128, 64])
+    latent_dim: int = 32
+    activation: Activation = Activation.relu
+    leaky_relu_slope: float = 0.01
+    encoder_norm: Normalization = Normalization.none
+    decoder_norm: Normalization = Normalization.none
+    encoder_dropout: float = 0.0
+    decoder_dropout: float = 0.0
+    likelihood: Likelihood = Likelihood.bernoulli
+    # Gaussian likelihood only: a fixed standard deviation, or a learned one per output dim.
+    gaussian_std: float = 1.0
+    learn_variance: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        for key in ("encoder_hidden", "decoder_hidden"):
+            sizes = getattr(self, key)
+            require(all(size >= 1 for size in sizes), key, f"layer sizes must be >= 1, got {list(sizes)}")
+        for key in ("encoder_dropout", "decoder_dropout"):
+            rate = getattr(self, key)
+            require(0.0 <= rate < 1.0, key, f"must be in [0, 1), got {rate}")
+        require(self.leaky_relu_slope >= 0, "leaky_relu_slope", f"must be >= 0, got {self.leaky_relu_slope}")
+        require(self.gaussian_std > 0, "gaussian_std", f"must be > 0, got {self.gaussian_std}")
+        require(
+            not self.learn_variance or self.likelihood is Likelihood.gaussian,
+            "learn_variance",
+            "only applies to likelihood=gaussian",
+        )
+
+    def build(self, input_dim: int) -> VAE:
+        return VAE(self, input_dim)
+
+
+def make_activation(spec: MLPVAESpec, width: int) -> nn.Module:
+    kind = spec.activation
+    if kind is Activation.leaky_relu:
+        return nn.LeakyReLU(spec.leaky_relu_slope)
+    if kind is Activation.prelu:
+        return nn.PReLU(width)
+    simple: dict[Activation, type[nn.Module]] = {
+        Activation.relu: nn.ReLU,
+        Activation.elu: nn.ELU,
+        Activation.gelu: nn.GELU,
+        Activation.silu: nn.SiLU,
+        Activation.tanh: nn.Tanh,
+        Activation.softplus: nn.Softplus,
+    }
+    return simple[kind]()
+
+
+def make_norm(kind: Normalization, width: int) -> nn.Module | None:
+    if kind is Normalization.batchnorm:
+        return nn.BatchNorm1d(width)
+    if kind is Normalization.layernorm:
+        return nn.LayerNorm(width)
+    return None
+
+
+def mlp(spec: MLPVAESpec, sizes: list[int], norm: Normalization, dropout: float) -> nn.Sequential:
+    """Hidden blocks Linear -> [norm] -> activation -> [dropout] between consecutive ``sizes``."""
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        layers.append(nn.Linear(fan_in, fan_out))
+        norm_layer = make_norm(norm, fan_out)
+        if norm_layer is not None:
+            layers.append(norm_layer)
+        layers.append(make_activation(spec, fan_out))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """q(z|x) = N(mu(x), diag exp(log_var(x))), p(z) = N(0, I), p(x|z) Bernoulli or Gaussian."""
+
+    def __init__(self, spec: MLPVAESpec, input_dim: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.input_dim = input_dim
+        self.latent_dim = spec.latent_dim
+        encoder_sizes = [input_dim, *spec.encoder_hidden]
+        decoder_sizes = [spec.latent_dim, *spec.decoder_hidden]
+        self.encoder = mlp(spec, encoder_sizes, spec.encoder_norm, spec.encoder_dropout)
+        self.mu_head = nn.Linear(encoder_sizes[-1], spec.latent_dim)
+        self.log_var_head = nn.Linear(encoder_sizes[-1], spec.latent_dim)
+        self.decoder = mlp(spec, decoder_sizes, spec.decoder_norm, spec.decoder_dropout)
+        self.output = nn.Linear(decoder_sizes[-1], input_dim)
+        self.log_std: nn.Parameter | None = None
+        if spec.likelihood is Likelihood.gaussian:
+            initial = torch.full((input_dim,), math.log(spec.gaussian_std))
+            if spec.learn_variance:
+                self.log_std = nn.Parameter(initial)
+            else:
+                self.register_buffer("fixed_log_std", initial)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.encoder(x)
+        return self.mu_head(hidden), self.log_var_head(hidden)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits, or the Gaussian mean (in [0, 1] through a sigmoid)."""
+        out = self.output(self.decoder(z))
+        return out if self.spec.likelihood is Likelihood.bernoulli else torch.sigmoid(out)
+
+    def output_log_std(self) -> torch.Tensor | None:
+        if self.spec.likelihood is Likelihood.bernoulli:
+            return None
+        return self.log_std if self.log_std is not None else self.fixed_log_std
+
+    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
+        """Pixel means in [0, 1] from the decoder output, for pictures."""
+        return torch.sigmoid(decoded) if self.spec.likelihood is Likelihood.bernoulli else decoded
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, log_var = self.encode(x)
+        return self.decode(self.reparameterize(mu, log_var)), mu, log_var
