@@ -39,6 +39,7 @@ PRUNED_AT_TAG = "pruned_at_epoch"
 BEST_TRIAL_TAG = "best.trial_number"  # on the study's parent run, with BEST_RUN_TAG
 REPRODUCED_FROM_TAG = "reproduced_from"  # a vae-reproduce run: the run it re-ran
 VERDICT_TAG = "reproduce.verdict"
+EXTENSION_TAG_PREFIX = "extension."  # extension.<module> = <package>==<version>, one per extension loaded
 STUDY_ROLE_TAG = "vae_sweep.role"
 TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import os
 import sqlite3
 import struct
 import subprocess
@@ -42,6 +41,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers.environment import clean_env
 from helpers.run_if import VAE_REPRODUCE, VAE_TRAIN, needs_vae_reproduce, needs_vae_train
 from helpers.tiny import TINY_SWEEP
 from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -62,11 +62,6 @@ Compose = Callable[..., DictConfig]
 
 
 # --- what "refused before anything happened" means ---------------------------------------------
-
-
-def clean_env() -> dict[str, str]:
-    """The user's environment without variables that would send runs elsewhere or change reports."""
-    return {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR")}
 
 
 def run(cwd: Path, *command: str) -> subprocess.CompletedProcess:

@@ -192,7 +192,7 @@ def test_more_jobs_than_trials_start_only_the_workers_needed(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_single_run_stopped_by_a_signal_ends_killed_with_one_line(workdir, signum):
-    from tiny import TINY_SWEEP
+    from helpers.tiny import TINY_SWEEP
 
     process = start([VAE_TRAIN, *TINY_SWEEP, "trainer.epochs=2000"], workdir)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.environment import clean_env
 from helpers.mlflow_server import mlflow_server as serve_mlflow
 from helpers.run_if import VAE_TRAIN, needs_vae_train
 from helpers.tiny import TINY_SWEEP
@@ -38,10 +39,6 @@ pytestmark = [
 RUN_ID_ATTR = "mlflow_run_id"  # vae_sweep.sweep.trial_link.RUN_ID_ATTR, as a user would read it
 RETRY_OF = "failed_trial"  # the system attr Optuna's RetryHeartbeatStaleTrialCallback puts on a retry
 TIMEOUT_S = 300
-
-
-def clean_env() -> dict[str, str]:
-    return clean_env()
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -9,6 +9,7 @@ the documented way out.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import sqlite3
@@ -307,7 +308,9 @@ def test_n_jobs_runs_in_parallel_once_the_joblib_launcher_is_added(tmp_path, no_
 def test_a_sweep_waits_for_another_program_holding_the_database_and_goes_on_once_it_is_closed(tmp_path):
     """ "database is locked": another program's open write transaction on optuna.db; closing it
     within SQLite's wait lets the sweep go on by itself."""
-    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path}/optuna.db")  # the store exists
+    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path}/optuna.db")  # a store a sweep made:
+    with contextlib.closing(sqlite3.connect(tmp_path / "optuna.db")) as made:
+        made.execute("PRAGMA journal_mode=WAL")  # which it leaves in write-ahead-log mode
     browser = sqlite3.connect(tmp_path / "optuna.db", isolation_level=None)
     browser.execute("BEGIN IMMEDIATE")  # what a database browser with unsaved edits holds
     try:

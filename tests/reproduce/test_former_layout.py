@@ -15,35 +15,13 @@ and the reproduction must give the same metrics and weights exactly.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import yaml
-from mlflow import MlflowClient
+from helpers.former_run import FIXTURE, log_former_run
 
 from vae_sweep import cli
 from vae_sweep.errors import ConfigError
 from vae_sweep.train import parse_run_config
-
-FIXTURE = Path(__file__).parent / "fixtures" / "layout_v1_run"
-
-
-def log_former_run(uri: str) -> str:
-    """The fixture as the MLflow run it came from: FINISHED, with its artifacts where vae-sweep logs them."""
-    logged = json.loads((FIXTURE / "run.json").read_text())
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("vae-sweep")
-    run = client.create_run(experiment, tags=logged["tags"])
-    run_id = run.info.run_id
-    for key, value in logged["params"].items():
-        client.log_param(run_id, key, value)
-    for key, value in logged["metrics"].items():
-        client.log_metric(run_id, key, value)
-    client.log_artifact(run_id, str(FIXTURE / "config.yaml"))
-    client.log_artifact(run_id, str(FIXTURE / "state_dict.pt"), artifact_path="model")
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
 
 
 def test_the_fixture_names_spec_classes_by_their_former_modules():

@@ -52,10 +52,6 @@ LOGGED_RUN = (
 )
 
 
-def without_tracking_uri() -> dict[str, str]:
-    return clean_env()
-
-
 def runs_in(uri: str) -> list:
     client = MlflowClient(uri)
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -340,7 +336,7 @@ def test_print_command_recreates_the_logged_config_through_vae_train(store, tmp_
     composed = subprocess.run(
         [train_exe, *command[1:], "--cfg", "job"],
         cwd=tmp_path,
-        env=without_tracking_uri(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -41,6 +41,7 @@ from vae_sweep.reproduce.logged import NO_WEIGHTS, fetch_config, load_weights
 from vae_sweep.reproduce.rerun import PROG, REPRODUCED_FROM_TAG, Reproduction, match_threads, refuse_unfinished, rerun
 from vae_sweep.track.run import environment_tags
 from vae_sweep.train.config import CONFIG_VERSION
+from vae_sweep.train.extensions import missing_extensions
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -63,6 +64,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="where --study looks (default: vae-sweep)")
     parser.add_argument("--no-track", action="store_true", help="re-run without logging a new MLflow run")
+    parser.add_argument(
+        "--extensions",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=[],
+        metavar="MODULE[,MODULE]",
+        help="extension modules the run's config lists that you trust to import here (installed "
+        "vae_sweep.extensions entry points are imported without it)",
+    )
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -100,7 +109,12 @@ def reproduce(args: argparse.Namespace) -> int:
         client, run_id=args.run_id, study=args.study, best=args.best, trial=args.trial, experiment=args.experiment
     )
     run = get_run(client, selection.run_id, uri)
-    config = fetch_config(client, run)
+    missing = missing_extensions(run.data.tags)
+    if missing:
+        raise UsageError(
+            f"run {run.info.run_id} was trained with extension(s) not installed here: {'; '.join(missing)}"
+        )
+    config = fetch_config(client, run, args.extensions)
     if args.print_command:
         print(f"# {selection.description}", file=sys.stderr)
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from vae_sweep.errors import ConfigError, UsageError
 from vae_sweep.names import CONFIG_ARTIFACT, STUDY_NAME_TAG, STUDY_ROLE_TAG, WEIGHTS_ARTIFACT
 from vae_sweep.train.config import parse_run_config
+from vae_sweep.train.extensions import entry_point_modules
 
 NO_WEIGHTS = "the original run logged no weights (tracking.log_model=false)"
 
@@ -48,8 +49,12 @@ def has_artifact(client: MlflowClient, run_id: str, path: str) -> bool:
     return any(entry.path == path for entry in client.list_artifacts(run_id, folder))
 
 
-def fetch_config(client: MlflowClient, run: Run) -> dict[str, Any]:
-    """The run's ``config.yaml``, read as data and validated; refused with the offending key."""
+def fetch_config(client: MlflowClient, run: Run, trusted: Sequence[str] = ()) -> dict[str, Any]:
+    """The run's ``config.yaml``, read as data and validated; refused with the offending key.
+
+    A fetched config imports nothing on its own: each extension module it lists must be
+    installed here as a ``vae_sweep.extensions`` entry point, or be among ``trusted`` (the
+    user's ``--extensions``)."""
     run_id = run.info.run_id
     if not has_artifact(client, run_id, CONFIG_ARTIFACT):
         if run.data.tags.get(STUDY_ROLE_TAG) == "study":
@@ -68,6 +73,14 @@ def fetch_config(client: MlflowClient, run: Run) -> dict[str, Any]:
         raise UsageError(f"{refused}: it is not plain YAML data ({yaml_problem(error)})") from None
     if not isinstance(config, dict):
         raise UsageError(f"{refused}: expected a mapping of config groups, got {type(config).__name__}")
+    untrusted = untrusted_extensions(config.get("extensions"), trusted)
+    if untrusted:
+        raise UsageError(
+            f"run {run_id}'s {CONFIG_ARTIFACT} lists extension module(s) {', '.join(untrusted)}, which are not "
+            "installed here as vae_sweep.extensions entry points; vae-reproduce imports nothing a fetched config "
+            "names: install the package that provides them, or pass --extensions "
+            f"{','.join(untrusted)} if you trust them"
+        )
     try:
         parse_run_config(literal(config))
     except ConfigError as error:
@@ -125,3 +138,12 @@ def load_weights(client: MlflowClient, run_id: str) -> dict[str, torch.Tensor] |
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return f"the original {WEIGHTS_ARTIFACT} is not a state_dict of tensors"
     return state
+
+
+def untrusted_extensions(listed: Any, trusted: Sequence[str]) -> list[str]:
+    """The modules of a fetched config's ``extensions`` that neither an installed entry point nor
+    the user vouches for (anything not a list of names is left to the config's validation)."""
+    if not isinstance(listed, list):
+        return []
+    allowed = {*entry_point_modules(), *trusted}
+    return [str(module) for module in listed if module not in allowed]

@@ -38,6 +38,7 @@ class SweepPlan:
     parent_run_id: str | None
     tracking_uri: str | None
     launch_id: str = ""  # one per sweep command: its workers know each other by it
+    searchpath: tuple[str, ...] = ()  # hydra.searchpath: config folders of one's own (an extension's options)
     sweeper_pid: int = 0  # the process that runs the sweep; its local workers watch it
 
     @property

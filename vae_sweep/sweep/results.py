@@ -22,7 +22,8 @@ def single_run_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
     """A single ``vae-train`` run with the trial's overrides: no sweep, same config. A fixed value
     given on the command line is both a base override and one of the space's; it is written once."""
     values = {name: trial.params[name] for name in plan.space.params if name in trial.params}
-    return shlex.join(["vae-train", *dict.fromkeys([*plan.base_overrides, *plan.space.overrides(values)])])
+    searchpath = [f"hydra.searchpath=[{','.join(plan.searchpath)}]"] if plan.searchpath else []
+    return shlex.join(["vae-train", *searchpath, *dict.fromkeys([*plan.base_overrides, *plan.space.overrides(values)])])
 
 
 def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:

@@ -215,6 +215,7 @@ class OptunaSweeperImpl:
             directions=directions,
             space=space,
             base_overrides=tuple(fixed),
+            searchpath=tuple(self.config.hydra.get("searchpath") or ()),
             sampler_name=settings.sampler.name,
             sampler_seed=settings.sampler.seed,
             sampler_options=OmegaConf.to_container(settings.sampler.options, resolve=True),

@@ -29,6 +29,7 @@ from vae_sweep.errors import ConfigError
 from vae_sweep.local_stores import check_sqlite_store
 from vae_sweep.names import (
     CONFIG_ARTIFACT,
+    EXTENSION_TAG_PREFIX,
     FAILURE_DETAIL_TAG,
     FAILURE_REASON_ATTR,
     FINAL_METRICS,
@@ -40,7 +41,9 @@ from vae_sweep.track.images import image_grid
 from vae_sweep.track.stores import check_reachable, prepare_mlflow_store
 from vae_sweep.track.urls import masked
 from vae_sweep.train.config import MlflowTracking, RunConfig
+from vae_sweep.train.extensions import loaded_extensions
 from vae_sweep.train.loop import TrainResult
+from vae_sweep.train.models import MLPVAESpec
 
 log = logging.getLogger(__name__)
 # What a store that cannot be reached raises: MLflow's own errors, HTTP errors after MLflow's
@@ -82,27 +85,45 @@ def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
 
 
+TECHNIQUE_ORDER = (
+    "technique.optimizer",
+    "technique.scheduler",
+    "technique.activation",
+    "technique.normalization",
+    "technique.dropout",
+    "technique.regularization",
+)
+
+
 def technique_tags(config: RunConfig) -> dict[str, str]:
-    """One tag per technique choice: what comparison reports group runs by."""
+    """One tag per technique choice: what comparison reports group runs by. The activation,
+    normalization and dropout tags come from the catalog's MLP models; a model of one's own
+    without those fields gets none of them."""
     model, regularization = config.model, config.regularization
 
     def pair(encoder: str, decoder: str) -> str:
         return encoder if encoder == decoder else f"{encoder}/{decoder}"
 
-    return {
+    tags = {
         "technique.optimizer": config.optimizer.name,
         "technique.scheduler": config.scheduler.name + ("+warmup" if config.scheduler.warmup_epochs > 0 else ""),
-        "technique.activation": model.activation.value,
-        "technique.normalization": pair(model.encoder_norm.value, model.decoder_norm.value),
-        "technique.dropout": "none" if model.encoder_dropout == model.decoder_dropout == 0 else "dropout",
         "technique.regularization": regularization.name,
     }
+    if isinstance(model, MLPVAESpec):
+        tags["technique.activation"] = model.activation.value
+        tags["technique.normalization"] = pair(model.encoder_norm.value, model.decoder_norm.value)
+        tags["technique.dropout"] = "none" if model.encoder_dropout == model.decoder_dropout == 0 else "dropout"
+    return dict(sorted(tags.items(), key=lambda item: TECHNIQUE_ORDER.index(item[0])))
 
 
 @functools.lru_cache(maxsize=1)
 def environment_tags() -> dict[str, str]:
     """Versions and commit: the same for every run of a process, so looked up once."""
     tags = {"version.python": platform.python_version()}
+    for extension in loaded_extensions():  # what another machine must install to re-run this
+        tags[f"{EXTENSION_TAG_PREFIX}{extension.module}"] = (
+            f"{extension.package}=={extension.version}" if extension.package else "not an installed package"
+        )
     for package in VERSIONED_PACKAGES:
         try:
             tags[f"version.{package}"] = importlib.metadata.version(package)
@@ -198,7 +219,8 @@ class MlflowRun:
         client = client_for(spec.uri)
         threads = config.trainer.num_threads or torch.get_num_threads()
         all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}
-        run_name = spec.run_name or f"{config.optimizer.name}-{config.model.activation.value}-{config.scheduler.name}"
+        shape = config.model.activation.value if isinstance(config.model, MLPVAESpec) else config.model.name
+        run_name = spec.run_name or f"{config.optimizer.name}-{shape}-{config.scheduler.name}"
         if TRIAL_NUMBER_TAG in all_tags:  # sweeps: names stay unique and sort by trial in the UI
             run_name = f"trial-{int(all_tags['optuna.trial_number']):03d}-{run_name}"
         run = client.create_run(

@@ -12,19 +12,29 @@ from vae_sweep.train.config import (
     parse_objectives,
     parse_run_config,
 )
+from vae_sweep.train.data import Binarize, DataSpec, DataSplits
+from vae_sweep.train.extensions import ENTRY_POINT_GROUP, load_extensions
 from vae_sweep.train.loop import EpochCallback, TrainResult, train
+from vae_sweep.train.models import ModelSpec, VAEModule
 from vae_sweep.train.specs import allowed_targets, parse_spec, register
 
 __all__ = [
     "CONFIG_VERSION",
+    "ENTRY_POINT_GROUP",
     "GROUPS",
+    "Binarize",
+    "DataSpec",
+    "DataSplits",
     "EpochCallback",
     "MlflowTracking",
+    "ModelSpec",
     "NoTracking",
     "RunConfig",
     "TrainResult",
     "TrainerSpec",
+    "VAEModule",
     "allowed_targets",
+    "load_extensions",
     "parse_objectives",
     "parse_run_config",
     "parse_spec",

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vae_sweep.errors import ConfigError, require
 from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, OBJECTIVES
 from vae_sweep.train.data import DataSpec
-from vae_sweep.train.models import MLPVAESpec
+from vae_sweep.train.extensions import load_extensions
+from vae_sweep.train.models import ModelSpec
 from vae_sweep.train.optimizers import OptimizerSpec
 from vae_sweep.train.regularization import RegularizationSpec
 from vae_sweep.train.schedules import SchedulerSpec
@@ -112,20 +113,20 @@ class NoTracking(TrackingSpec):
 
 GROUPS: dict[str, type] = {
     "data": DataSpec,
-    "model": MLPVAESpec,
+    "model": ModelSpec,
     "optimizer": OptimizerSpec,
     "scheduler": SchedulerSpec,
     "regularization": RegularizationSpec,
     "trainer": TrainerSpec,
     "tracking": TrackingSpec,
 }
-TOP_LEVEL_KEYS = (*GROUPS, "objective", "config_version")
+TOP_LEVEL_KEYS = (*GROUPS, "objective", "config_version", "extensions")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     data: DataSpec
-    model: MLPVAESpec
+    model: ModelSpec
     optimizer: OptimizerSpec
     scheduler: SchedulerSpec
     regularization: RegularizationSpec
@@ -134,8 +135,10 @@ class RunConfig:
     objectives: tuple[str, ...] = ("val_loss",)  # one metric, or several for a multi-objective study
 
 
-def parse_run_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
-    """Validate a composed config (or a loaded ``config.yaml``) into a ``RunConfig``."""
+def parse_run_config(cfg: DictConfig | dict[str, Any], *, load: bool = True) -> RunConfig:
+    """Validate a composed config (or a loaded ``config.yaml``) into a ``RunConfig``, after
+    importing the installed extensions and those the config lists (``load=False``: the caller
+    loaded what it trusts, as vae-reproduce does for a fetched config)."""
     container = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
     for key in container:
         require(key in TOP_LEVEL_KEYS, str(key), f"unknown top-level key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
@@ -145,6 +148,14 @@ def parse_run_config(cfg: DictConfig | dict[str, Any]) -> RunConfig:
         "config_version",
         f"this config was written for config version {version}; this vae-sweep reads version {CONFIG_VERSION}",
     )
+    extensions = container.get("extensions") or []
+    require(
+        isinstance(extensions, (list, tuple, ListConfig)),
+        "extensions",
+        f"must be a list of module names such as [mypkg.vae_specs], got {extensions!r}",
+    )
+    if load:
+        load_extensions(list(extensions))  # before any _target_ is looked up
     missing = [group for group in GROUPS if group not in container]
     if missing:
         raise ConfigError(missing[0], f"missing config group; every run needs {', '.join(GROUPS)}")

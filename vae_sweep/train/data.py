@@ -132,8 +132,23 @@ class DataSpec:
         """Raise ``DataError`` now if ``load`` would: files missing (downloaded here when allowed),
         corrupt or failing their checksum. Data made in memory has nothing to check."""
 
-    def _generator(self) -> torch.Generator:
+    def generator(self) -> torch.Generator:
+        """The generator, seeded by ``split_seed``, that makes (where it is made) and splits the data."""
         return torch.Generator().manual_seed(self.split_seed)
+
+    def split(
+        self,
+        images: torch.Tensor,
+        image_shape: tuple[int, int],
+        generator: torch.Generator,
+        *,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+    ) -> DataSplits:
+        """Train / val / test from one ``(n, rows * cols)`` tensor in [0, 1]: a seeded random
+        partition, binarized as ``binarize`` says. For a data set of one's own (docs/extending.md)."""
+        train, val, test = _split_by_fractions(images, val_fraction, test_fraction, generator)
+        return _make_splits(train, val, test, image_shape, self.binarize, generator)
 
 
 @register
@@ -153,9 +168,8 @@ class Digits(DataSpec):
         from sklearn.datasets import load_digits  # slow import, only needed here
 
         pixels = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16.0
-        generator = self._generator()
-        train, val, test = _split_by_fractions(pixels, self.val_fraction, self.test_fraction, generator)
-        return _make_splits(train, val, test, (8, 8), self.binarize, generator)
+        generator = self.generator()
+        return self.split(pixels, (8, 8), generator, val_fraction=self.val_fraction, test_fraction=self.test_fraction)
 
 
 @register
@@ -178,15 +192,15 @@ class Synthetic(DataSpec):
         _require_fractions(self.val_fraction, self.test_fraction)
 
     def load(self) -> DataSplits:
-        generator = self._generator()
+        generator = self.generator()
         dim = self.side * self.side
         # Scaled so that W z has standard deviation 2: pixels spread over (0, 1), many near 0 or 1.
         weights = torch.randn(dim, self.latent_factors, generator=generator) * (2.0 / self.latent_factors**0.5)
         bias = torch.randn(dim, generator=generator)
         z = torch.randn(self.n_samples, self.latent_factors, generator=generator)
         pixels = torch.sigmoid(torch.addmm(bias, z, weights.T))
-        train, val, test = _split_by_fractions(pixels, self.val_fraction, self.test_fraction, generator)
-        return _make_splits(train, val, test, (self.side, self.side), self.binarize, generator)
+        shape = (self.side, self.side)
+        return self.split(pixels, shape, generator, val_fraction=self.val_fraction, test_fraction=self.test_fraction)
 
 
 @register
@@ -243,7 +257,7 @@ class IdxImages(DataSpec):
 
     def load(self) -> DataSplits:
         train_file, test_file = self._read_files()
-        generator = self._generator()
+        generator = self.generator()
         order = torch.randperm(train_file.shape[0], generator=generator)
         pixels = _to_unit_rows(train_file)
         rows, cols = test_file.shape[1:]

@@ -26,7 +26,7 @@ from vae_sweep.train.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from vae_sweep.train.config import RunConfig, TrainerSpec
 from vae_sweep.train.data import DataSplits
 from vae_sweep.train.losses import gaussian_kl, importance_samples, iwae_bound, negative_elbo_terms, training_objective
-from vae_sweep.train.models import VAE
+from vae_sweep.train.models import VAEModule, check_model
 from vae_sweep.train.schedules import LRSchedule
 
 # Burda et al. (2015), "Importance Weighted Autoencoders", section 5.2.
@@ -47,7 +47,7 @@ class EpochCallback(Protocol):
 class TrainResult:
     metrics: dict[str, float]  # the last epoch's metrics and the final ones
     history: list[dict[str, float]]
-    model: VAE
+    model: VAEModule
     test_inputs: torch.Tensor  # (image_count, d) on the CPU, with their reconstructions
     reconstructions: torch.Tensor
     prior_samples: torch.Tensor
@@ -90,6 +90,7 @@ def train(
     with torch_settings(trainer):
         data = config.data.load().to(device)
         model = config.model.build(data.input_dim).to(device)
+        check_model(model, data.input_dim)  # a model of one's own that breaks the contract: one line, now
         optimizer = config.optimizer.build(model.parameters(), config.regularization.weight_decay)
         n_train = data.train.shape[0]
         batches = batch_bounds(n_train, trainer.batch_size)
@@ -160,7 +161,7 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def train_epoch(
-    model: VAE,
+    model: VAEModule,
     optimizer: torch.optim.Optimizer,
     schedule: LRSchedule,
     config: RunConfig,
@@ -205,7 +206,7 @@ def chunks(x: torch.Tensor, rows: int) -> Iterator[torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate_elbo(model: VAE, x: torch.Tensor) -> dict[str, float]:
+def evaluate_elbo(model: VAEModule, x: torch.Tensor) -> dict[str, float]:
     """Negative ELBO (one posterior sample, analytic KL) averaged over ``x``, in eval mode."""
     model.eval()
     sums = torch.zeros(2, device=x.device)
@@ -217,7 +218,7 @@ def evaluate_elbo(model: VAE, x: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def test_metrics(model: VAE, x: torch.Tensor, samples: int) -> dict[str, float]:
+def test_metrics(model: VAEModule, x: torch.Tensor, samples: int) -> dict[str, float]:
     """Test negative ELBO (reconstruction averaged over ``samples`` posterior draws, analytic
     KL), the negative ``samples``-sample IWAE bound, and the number of active units."""
     model.eval()
@@ -246,7 +247,7 @@ def test_metrics(model: VAE, x: torch.Tensor, samples: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def pictures(model: VAE, x: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
+def pictures(model: VAEModule, x: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
     """The first ``count`` test inputs with their reconstructions (posterior means) and
     ``count`` samples from the prior, as pixel means on the CPU."""
     model.eval()

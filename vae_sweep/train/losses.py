@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vae_sweep.train.models import VAE
+from vae_sweep.train.models import VAEModule
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -86,14 +86,14 @@ def cyclical_annealing(progress: float, total_epochs: float, cycles: int, ramp_f
     return min(1.0, position / ramp_fraction)
 
 
-def negative_elbo_terms(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def negative_elbo_terms(model: VAEModule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One-sample reconstruction NLL (batch,), analytic KL per dim (batch, latent), and mu."""
     decoded, mu, log_var = model(x)
     recon = reconstruction_nll(decoded, x, model.output_log_std())
     return recon, gaussian_kl(mu, log_var), mu
 
 
-def importance_samples(model: VAE, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+def importance_samples(model: VAEModule, x: torch.Tensor, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For ``samples`` draws z_i ~ q(z|x): log p(x|z_i) and log p(z_i) - log q(z_i|x), each (samples, batch).
 
     Their sum is the log importance weight; the first alone gives a k-sample reconstruction term.

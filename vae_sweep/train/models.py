@@ -1,4 +1,11 @@
-"""The VAE: an MLP encoder with separate mean and log-variance heads, and an MLP decoder.
+"""The model contract, and the catalog's VAE: an MLP encoder with separate mean and
+log-variance heads, and an MLP decoder.
+
+A model option names a ``ModelSpec`` (a registered dataclass) whose ``build(input_dim)`` returns
+a ``VAEModule``: ``encode(x) -> (mu, log_var)`` and ``decode(z) -> decoded`` on ``(n, input_dim)``
+inputs in [0, 1]. The training loop gives every such model the same objective and metrics (the
+ELBO's reconstruction and KL, the IWAE bound, active units, pictures); docs/extending.md walks
+through writing one.
 
 The source article derived ``z_mean`` and ``z_log_var`` from the same layer output; here
 they are two independent linear heads, as in Kingma & Welling (2014).
@@ -40,9 +47,89 @@ class Likelihood(str, Enum):
     gaussian = "gaussian"
 
 
+@dataclass
+class ModelSpec:
+    """Fields every model option has; a subclass adds its architecture and implements ``build``."""
+
+    name: str = ""
+    latent_dim: int = 32
+
+    def __post_init__(self) -> None:
+        require(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+
+    def build(self, input_dim: int) -> VAEModule:
+        raise NotImplementedError(f"{type(self).__name__} does not implement build(input_dim)")
+
+
+class VAEModule(nn.Module):
+    """What the training loop needs of a model; subclasses implement ``encode`` and ``decode``.
+
+    The decoder's output is Bernoulli logits unless ``output_log_std`` returns a Gaussian's log
+    standard deviation (then it is the mean, in [0, 1]); ``mean_image`` turns it into pixels.
+    """
+
+    latent_dim: int
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n, input_dim)`` -> the posterior's mean and log-variance, each ``(n, latent_dim)``."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(n, latent_dim)`` -> ``(n, input_dim)``: Bernoulli logits, or a Gaussian's mean."""
+        raise NotImplementedError
+
+    def output_log_std(self) -> torch.Tensor | None:
+        return None
+
+    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
+        """Pixel means in [0, 1] from the decoder output, for pictures."""
+        return torch.sigmoid(decoded) if self.output_log_std() is None else decoded
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, log_var = self.encode(x)
+        return self.decode(self.reparameterize(mu, log_var)), mu, log_var
+
+
+def check_model(model: nn.Module, input_dim: int, *, key: str = "model") -> None:
+    """Refuse a model that does not keep the contract, on two zero inputs, before any training."""
+    require(
+        isinstance(model, VAEModule),
+        key,
+        f"build() must return a vae_sweep.train.VAEModule, got {type(model).__name__}",
+    )
+    latent = getattr(model, "latent_dim", None)
+    require(
+        isinstance(latent, int) and latent >= 1,
+        key,
+        f"{type(model).__name__}.latent_dim must be an int >= 1, got {latent!r}",
+    )
+    x = torch.zeros(2, input_dim, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        mu, log_var = model.encode(x)
+        decoded = model.decode(mu)
+    model.train(was_training)
+    for name, value, shape in (
+        ("encode()'s mu", mu, (2, latent)),
+        ("encode()'s log_var", log_var, (2, latent)),
+        ("decode()", decoded, (2, input_dim)),
+    ):
+        require(
+            tuple(value.shape) == shape,
+            key,
+            f"{type(model).__name__}: {name} has shape {tuple(value.shape)}, "
+            f"expected {shape} for inputs (2, {input_dim})",
+        )
+
+
 @register
 @dataclass
-class MLPVAESpec:
+class MLPVAESpec(ModelSpec):
     """Architecture of an MLP VAE; the input size comes from the data, not from here."""
 
     name: str = "mlp"
@@ -61,7 +148,7 @@ class MLPVAESpec:
     learn_variance: bool = False
 
     def __post_init__(self) -> None:
-        require(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        super().__post_init__()
         for key in ("encoder_hidden", "decoder_hidden"):
             sizes = getattr(self, key)
             require(all(size >= 1 for size in sizes), key, f"layer sizes must be >= 1, got {list(sizes)}")
@@ -119,7 +206,7 @@ def mlp(spec: MLPVAESpec, sizes: list[int], norm: Normalization, dropout: float)
     return nn.Sequential(*layers)
 
 
-class VAE(nn.Module):
+class VAE(VAEModule):
     """q(z|x) = N(mu(x), diag exp(log_var(x))), p(z) = N(0, I), p(x|z) Bernoulli or Gaussian."""
 
     def __init__(self, spec: MLPVAESpec, input_dim: int) -> None:
@@ -146,10 +233,6 @@ class VAE(nn.Module):
         hidden = self.encoder(x)
         return self.mu_head(hidden), self.log_var_head(hidden)
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
-
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits, or the Gaussian mean (in [0, 1] through a sigmoid)."""
         out = self.output(self.decoder(z))
@@ -159,11 +242,3 @@ class VAE(nn.Module):
         if self.spec.likelihood is Likelihood.bernoulli:
             return None
         return self.log_std if self.log_std is not None else self.fixed_log_std
-
-    def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
-        """Pixel means in [0, 1] from the decoder output, for pictures."""
-        return torch.sigmoid(decoded) if self.spec.likelihood is Likelihood.bernoulli else decoded
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, log_var = self.encode(x)
-        return self.decode(self.reparameterize(mu, log_var)), mu, log_var

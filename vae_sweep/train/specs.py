@@ -26,8 +26,18 @@ SpecT = TypeVar("SpecT", bound=type)
 
 
 def register(cls: SpecT) -> SpecT:
-    """Class decorator: allow ``cls`` as a ``_target_`` in config files."""
-    _REGISTRY[target_of(cls)] = cls
+    """Class decorator: allow ``cls`` as a ``_target_`` in config files (vae_sweep.train.extensions
+    says how a package of one's own registers its classes). A dataclass, as every spec is."""
+    target = target_of(cls)
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError("_target_", f"{target} is registered but is not a dataclass; add @dataclass under @register")
+    if target in _REGISTRY and _REGISTRY[target] is not cls:
+        raise ConfigError(
+            "_target_",
+            f"{target} is registered twice (the module ran twice, e.g. imported as a script and as a "
+            "module, or two classes share a name); register each class once",
+        )
+    _REGISTRY[target] = cls
     return cls
 
 
@@ -59,7 +69,9 @@ def registered(target: Any) -> type | None:
     module, _, name = target.rpartition(".")
     if module not in FORMER_MODULES:
         return None
-    matches = [cls for cls in _REGISTRY.values() if cls.__qualname__ == name]
+    matches = [
+        cls for cls in _REGISTRY.values() if cls.__qualname__ == name and cls.__module__.startswith("vae_sweep.")
+    ]
     return matches[0] if len(matches) == 1 else None
 
 
