@@ -8,7 +8,7 @@ deleted (``~group.key``), keys only the logged config has are added (``+group.ke
 Example:
     >>> scheduler = {"_target_": "vae_sweep.train.schedules.Constant", "name": "constant", "warmup_epochs": 0.0}
     >>> train_overrides({"scheduler": scheduler, "objective": "val_loss"})
-    ['scheduler=constant', 'scheduler.warmup_epochs=0.0', 'objective=val_loss', '~config_version']
+    ['scheduler=constant', 'scheduler.warmup_epochs=0.0', 'objective=val_loss', '~extensions', '~config_version']
     >>> format_value([16, 32]), format_value(None), format_value("tiny run #1")
     ('[16,32]', 'null', "'tiny run #1'")
 """
