@@ -50,7 +50,8 @@ class MlflowServer:
             "--artifacts-destination", str(self.folder / "artifacts"),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers), *self.options,
         ]  # fmt: skip
-        env = clean_env()
+        # No job runner: the tests need none, and it is one more process importing MLflow per start.
+        env = clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
         with (self.folder / "server.log").open("a") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -11,6 +11,7 @@ import optuna
 import pytest
 import yaml
 from helpers.environment import clean_env
+from helpers.in_process import refused
 from helpers.run_if import VAE_TRAIN, needs_vae_train, without_cuda
 from helpers.tiny import TINY_SWEEP
 from mlflow.tracking import MlflowClient
@@ -23,12 +24,14 @@ pytestmark = [
 ]
 
 
-def sweep(cwd: Path, *overrides: str, name: str = "s") -> subprocess.CompletedProcess:
-    env = clean_env()
+def sweep_arguments(*overrides: str, name: str = "s") -> list[str]:
     # No end-of-sweep plots (seconds of matplotlib) unless a test asks for them.
-    args = [VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={name}", "hydra.sweeper.plots=[]"]
-    args += [*TINY_SWEEP, *overrides]
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return ["-m", "study=quick", f"hydra.sweeper.study_name={name}", "hydra.sweeper.plots=[]", *TINY_SWEEP, *overrides]
+
+
+def sweep(cwd: Path, *overrides: str, name: str = "s") -> subprocess.CompletedProcess:
+    args = [VAE_TRAIN, *sweep_arguments(*overrides, name=name)]
+    return subprocess.run(args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=300)
 
 
 def load_study(cwd: Path, name: str = "s") -> optuna.Study:
@@ -233,7 +236,7 @@ def test_multi_objective_study_reports_its_pareto_front(workdir):
     ],
 )
 def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_path, overrides, message):
-    out = sweep(tmp_path, *overrides)
+    out = refused(tmp_path, sweep_arguments(*overrides))
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
@@ -243,7 +246,7 @@ def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_pat
 
 @without_cuda
 def test_cuda_without_a_gpu_stops_the_sweep_before_its_study_exists(tmp_path):
-    out = sweep(tmp_path, "trainer.device=cuda")
+    out = refused(tmp_path, sweep_arguments("trainer.device=cuda"))
     assert out.returncode == 2
     assert "vae-train: error: trainer.device: cuda was asked for but torch sees no CUDA device" in out.stderr
     assert not (tmp_path / "optuna.db").exists()  # no study, no budget spent on trials that cannot run

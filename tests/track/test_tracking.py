@@ -74,6 +74,7 @@ def test_digits_run_logs_flattened_params_and_technique_tags(digits_run):
     assert tags["technique.activation"] == "prelu"
     assert tags["technique.scheduler"] == "exponential"
     assert tags["version.torch"].startswith("2.")
+    assert tags["runtime.device"] == "cpu"  # the device it trained on (cuda:1 for a sweep's second GPU)
 
 
 def test_digits_run_logs_its_resolved_config_model_and_pictures(digits_run, tmp_path):

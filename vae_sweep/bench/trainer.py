@@ -50,7 +50,7 @@ def samples_for_training_rows(n_train: int) -> int:
     return n
 
 
-def run_config(n_samples: int, *, epochs: int, threads: int) -> RunConfig:
+def run_config(n_samples: int, *, epochs: int, threads: int, device: str = "cpu") -> RunConfig:
     """Compose the benchmark run the way ``vae-train`` would; validation runs only after the last
     epoch and the test bound uses one sample, since neither is timed and both only cost wall time."""
     overrides = [
@@ -66,6 +66,7 @@ def run_config(n_samples: int, *, epochs: int, threads: int) -> RunConfig:
         "tracking=none",
         f"trainer.num_threads={threads}",
         "trainer.deterministic=false",
+        f"trainer.device={device}",
     ]
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="vae_sweep.conf", version_base="1.3"):
@@ -88,6 +89,7 @@ def plain_run(train_split: torch.Tensor, config: RunConfig, threads: int) -> flo
             batch_size=config.trainer.batch_size,
             epochs=config.trainer.epochs,
             seed=config.trainer.seed,
+            device=config.trainer.device.value,
         )
     finally:
         torch.set_num_threads(previous)

@@ -42,6 +42,7 @@ from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.study import claim_trial, fail_dead_trials, fail_stale_trials, heartbeat, owner_of
+from vae_sweep.train.config import worker_gpu
 
 log = logging.getLogger(__name__)
 MIN_TRIALS_FOR_FAILURE_RATE = 3
@@ -111,6 +112,7 @@ class TrialWorker:
         logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
         if self.plan.local_workers:
             limit_torch_threads(self.plan.n_jobs)
+        use_worker_gpu(summary.worker, self.master_config)
         preload(tracking=self.plan.tracking_uri is not None)
         for variable, value in TRACKING_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(variable, value)
@@ -380,3 +382,14 @@ def watching_sweeper(sweeper_pid: int) -> Iterator[None]:
 
     with repeating(1.0, check, "watch-sweeper"):
         yield
+
+
+def use_worker_gpu(worker: int, config: DictConfig) -> None:
+    """Make this worker's CUDA device the current one, so that ``trainer.device=cuda`` (or auto)
+    means it: worker i takes ``cuda:(i mod G)``, or the ``trainer.gpus`` list in turn."""
+    import torch
+
+    gpu = worker_gpu(worker, torch.cuda.device_count() if torch.cuda.is_available() else 0, config.trainer.get("gpus"))
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+        log.info("worker %d trains on cuda:%d", worker, gpu)

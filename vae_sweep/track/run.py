@@ -55,6 +55,7 @@ METRICS_PER_BATCH = 1000
 VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
 # Intra-op threads change float summation order: reproduce re-runs with the same count.
 THREADS_TAG = "runtime.torch_threads"
+DEVICE_TAG = "runtime.device"
 
 
 class PlainDumper(yaml.SafeDumper):
@@ -218,7 +219,9 @@ class MlflowRun:
         open_store_once(spec.uri)
         client = client_for(spec.uri)
         threads = config.trainer.num_threads or torch.get_num_threads()
-        all_tags = {**environment_tags(), **technique_tags(config), THREADS_TAG: str(threads), **(tags or {})}
+        device = str(config.trainer.resolve_device())  # cuda:1: the GPU a sweep worker was given
+        runtime = {THREADS_TAG: str(threads), DEVICE_TAG: device}
+        all_tags = {**environment_tags(), **technique_tags(config), **runtime, **(tags or {})}
         shape = config.model.activation.value if isinstance(config.model, MLPVAESpec) else config.model.name
         run_name = spec.run_name or f"{config.optimizer.name}-{shape}-{config.scheduler.name}"
         if TRIAL_NUMBER_TAG in all_tags:  # sweeps: names stay unique and sort by trial in the UI

@@ -6,6 +6,7 @@ or an out-of-range value fails fast with a message naming the full key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -34,6 +35,11 @@ class Device(str, Enum):
     auto = "auto"
 
 
+# Numerical precision of training steps (evaluation is always float32): float32, bfloat16
+# autocast (CPU and recent GPUs), or float16 autocast with a gradient scaler (CUDA only).
+PRECISIONS = ("32", "bf16", "16-mixed")
+
+
 @register
 @dataclass
 class TrainerSpec:
@@ -43,6 +49,10 @@ class TrainerSpec:
     deterministic: bool = True
     num_threads: int | None = None  # torch intra-op threads; None leaves torch's default
     device: Device = Device.cpu
+    # The GPUs a sweep's workers share out: worker i trains on gpus[i mod len(gpus)]; null: every
+    # visible GPU in turn (cuda:(i mod G)). A single run uses the first.
+    gpus: list[int] | None = None
+    precision: str = "32"
     eval_every: int = 1  # validate every N epochs (and always after the last)
     iwae_samples: int = 64  # k of the test IWAE bound
     image_count: int = 8  # test reconstructions and prior samples drawn for the run's pictures
@@ -63,20 +73,55 @@ class TrainerSpec:
         require(self.iwae_samples >= 1, "iwae_samples", f"must be >= 1, got {self.iwae_samples}")
         require(self.image_count >= 1, "image_count", f"must be >= 1, got {self.image_count}")
         require(
+            self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+        )
+        require(
+            self.gpus is None or (len(self.gpus) > 0 and all(gpu >= 0 for gpu in self.gpus)),
+            "gpus",
+            f"must be a non-empty list of CUDA device indices >= 0, or null, got {self.gpus}",
+        )
+        require(
             self.checkpoint_every >= 0,
             "checkpoint_every",
             f"must be >= 0 (0 saves no checkpoints), got {self.checkpoint_every}",
         )
 
     def resolve_device(self) -> torch.device:
-        if self.device is Device.auto:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        """The device this process trains on: CUDA means the process's current CUDA device (a
+        sweep worker's, see ``worker_gpu``). Refuses what this machine cannot do."""
         require(
             self.device is not Device.cuda or torch.cuda.is_available(),
             "trainer.device",
             "cuda was asked for but torch sees no CUDA device; use cpu or auto",
         )
-        return torch.device(self.device.value)
+        cuda = self.device is Device.cuda or (self.device is Device.auto and torch.cuda.is_available())
+        require(
+            self.precision != "16-mixed" or cuda,
+            "trainer.precision",
+            "16-mixed (float16 autocast with a gradient scaler) needs a CUDA device; use 32 or bf16 on the cpu",
+        )
+        if not cuda:
+            return torch.device("cpu")
+        visible = torch.cuda.device_count()
+        unseen = [gpu for gpu in self.gpus or () if gpu >= visible]
+        require(not unseen, "trainer.gpus", f"GPU {unseen[0] if unseen else ''} is not visible: torch sees {visible}")
+        index = torch.cuda.current_device()
+        return torch.device("cuda", index if not self.gpus or index in self.gpus else self.gpus[0])
+
+
+def worker_gpu(worker: int, visible: int, gpus: Sequence[int] | None) -> int | None:
+    """The CUDA device of a sweep's worker number ``worker``: the user's ``gpus`` in turn, or
+    every one of the ``visible`` GPUs in turn; None on a machine without one.
+
+    >>> [worker_gpu(i, 4, None) for i in range(6)]
+    [0, 1, 2, 3, 0, 1]
+    >>> [worker_gpu(i, 4, [2, 3]) for i in range(3)], worker_gpu(0, 0, None)
+    ([2, 3, 2], None)
+    """
+    if visible == 0:
+        return None
+    choices = list(gpus) if gpus else list(range(visible))
+    return choices[worker % len(choices)]
 
 
 @dataclass

@@ -27,6 +27,7 @@ from vae_sweep.train.config import RunConfig, TrainerSpec
 from vae_sweep.train.data import DataSplits
 from vae_sweep.train.losses import gaussian_kl, importance_samples, iwae_bound, negative_elbo_terms, training_objective
 from vae_sweep.train.models import VAEModule, check_model
+from vae_sweep.train.precision import Precision
 from vae_sweep.train.schedules import LRSchedule
 
 # Burda et al. (2015), "Importance Weighted Autoencoders", section 5.2.
@@ -96,6 +97,7 @@ def train(
         batches = batch_bounds(n_train, trainer.batch_size)
         schedule = LRSchedule(config.scheduler, optimizer, epochs=trainer.epochs, steps_per_epoch=len(batches))
         generator = torch.Generator(device=device).manual_seed(trainer.seed)
+        precision = Precision(trainer.precision, device)
         history: list[dict[str, float]] = []
         train_time = 0.0
         first_epoch = 1
@@ -109,7 +111,7 @@ def train(
         started = time.perf_counter() - train_time
         for epoch in range(first_epoch, trainer.epochs + 1):
             epoch_start = time.perf_counter()
-            metrics = train_epoch(model, optimizer, schedule, config, data, batches, generator, epoch)
+            metrics = train_epoch(model, optimizer, schedule, config, data, batches, generator, epoch, precision)
             train_time += time.perf_counter() - epoch_start
             if epoch % trainer.eval_every == 0 or epoch == trainer.epochs:
                 metrics.update(prefixed("val", evaluate_elbo(model, data.val)))
@@ -169,6 +171,7 @@ def train_epoch(
     batches: list[tuple[int, int]],
     generator: torch.Generator,
     epoch: int,
+    precision: Precision,
 ) -> dict[str, float]:
     regularization = config.regularization
     model.train()
@@ -179,14 +182,12 @@ def train_epoch(
     beta = regularization.kl_weight(epoch - 1, config.trainer.epochs)
     for index, (start, end) in enumerate(batches):
         x = inputs[order[start:end]]
-        recon, kl_per_dim, _ = negative_elbo_terms(model, x)
-        beta = regularization.kl_weight(epoch - 1 + (index + 1) / len(batches), config.trainer.epochs)
-        objective = training_objective(recon, kl_per_dim, beta=beta, free_bits=regularization.free_bits)
+        with precision.autocast():
+            recon, kl_per_dim, _ = negative_elbo_terms(model, x)
+            beta = regularization.kl_weight(epoch - 1 + (index + 1) / len(batches), config.trainer.epochs)
+            objective = training_objective(recon, kl_per_dim, beta=beta, free_bits=regularization.free_bits)
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        if regularization.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), regularization.grad_clip_norm)
-        optimizer.step()
+        precision.step(objective, optimizer, model, regularization.grad_clip_norm)
         schedule.after_batch()
         sums += torch.stack((recon.detach().sum(), kl_per_dim.detach().sum()))
         examples += end - start
