@@ -22,9 +22,7 @@ from helpers.tiny import TINY_SWEEP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(
-    max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
-)
+FUZZ = settings(max_examples=8, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 # Per key: values that are fine, and values that are not (wrong type, out of range, unknown).
 VALUES = {

@@ -22,6 +22,8 @@ from helpers.environment import clean_env
 from helpers.run_if import VAE_TRAIN, needs_vae_train
 from mlflow import MlflowClient
 
+from vae_sweep import cli
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_vae"
 SEARCHPATH = "hydra.searchpath=[pkg://custom_vae.conf]"
 
@@ -48,7 +50,7 @@ def command(*args: str, cwd: Path, site: Path | None) -> subprocess.CompletedPro
     return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_a_package_of_ones_own_sweeps_compares_and_reproduces(site, tmp_path):
+def test_a_package_of_ones_own_sweeps_compares_and_reproduces(site, tmp_path, monkeypatch, capsys):
     swept = command(
         VAE_TRAIN, "-m", SEARCHPATH, "study=custom", "hydra.sweeper.n_trials=2", "hydra.sweeper.plots=[]",
         "trainer.epochs=1", "trainer.num_threads=1", cwd=tmp_path, site=site,
@@ -69,16 +71,22 @@ def test_a_package_of_ones_own_sweeps_compares_and_reproduces(site, tmp_path):
         assert run.data.tags["extension.custom_vae.specs"] == "custom-vae==0.1.0"
         assert run.data.params["model._target_"] == "custom_vae.specs.ResidualMLPSpec"
 
-    compared = command(shutil.which("vae-compare"), "custom", cwd=tmp_path, site=site)
-    assert compared.returncode == 0, compared.stderr[-3000:]
-    assert "model.width" in compared.stdout  # the extension's own parameter, ranked by importance
+    # vae-compare reads runs and the study, no spec: it runs here, in the test's own process.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    stores = ["--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage", f"sqlite:///{tmp_path}/optuna.db"]
+    capsys.readouterr()
+    assert cli.compare(["custom", *stores]) == 0
+    assert "model.width" in capsys.readouterr().out  # the extension's own parameter, ranked by importance
 
     reproduced = command(shutil.which("vae-reproduce"), "--study", "custom", "--best", cwd=tmp_path, site=site)
     assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
     assert "Verdict: identical (every final metric and every weight bit for bit)" in reproduced.stdout
 
-    elsewhere = command(shutil.which("vae-reproduce"), "--study", "custom", "--best", cwd=tmp_path, site=None)
-    assert elsewhere.returncode == 2
-    assert elsewhere.stderr.strip().endswith(
-        "was trained with extension(s) not installed here: custom_vae.specs (pip install custom-vae==0.1.0)"
-    ), elsewhere.stderr
+    # This test process never imports custom_vae: it stands for a machine where it is not installed.
+    assert cli.reproduce(["--study", "custom", "--best", stores[0], stores[1]]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("was trained with extension(s) not installed here: custom_vae.specs (pip install custom-vae==0.1.0)")
+    )

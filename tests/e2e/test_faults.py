@@ -221,7 +221,7 @@ def test_a_worker_killed_mid_trial_is_failed_at_once_retried_and_closed_in_mlflo
 
 # --- 2. Parallel jobs on the default local SQLite stores ------------------------------------
 
-N_LOCAL_TRIALS = 50
+N_LOCAL_TRIALS = 24
 
 
 def test_two_parallel_jobs_on_the_default_sqlite_stores_never_find_the_database_locked(tmp_path: Path) -> None:

@@ -39,12 +39,12 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def as_a_new_process(cwd: Path, argv: Sequence[str]) -> Iterator[list[int]]:
-    """``vae-train ARGV`` started in ``cwd``, without the developer's ``PERSONAL`` variables;
-    yields a one-item list that receives the exit code, and restores everything afterwards."""
+def as_a_new_process(cwd: Path, argv: Sequence[str], *, clean: bool) -> Iterator[list[int]]:
+    """``vae-train ARGV`` started in ``cwd`` (``clean``: without the developer's ``PERSONAL``
+    variables); yields a one-item list that receives the exit code, and restores everything."""
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     old_argv, old_cwd = sys.argv, os.getcwd()
-    personal = {name: os.environ.pop(name) for name in PERSONAL if name in os.environ}
+    personal = {name: os.environ.pop(name) for name in PERSONAL if clean and name in os.environ}
     sys.argv = ["vae-train", *argv]
     os.chdir(cwd)
     code = [0]
@@ -61,8 +61,9 @@ def as_a_new_process(cwd: Path, argv: Sequence[str]) -> Iterator[list[int]]:
 
 
 def vae_train(cwd: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) -> Outcome:
-    """Run ``vae-train ARGV`` in ``cwd``; its exit code (0 when it returns) and what it printed."""
-    with as_a_new_process(cwd, argv) as code:
+    """Run ``vae-train ARGV`` in ``cwd``, in the environment the test set; its exit code (0 when
+    it returns) and what it printed."""
+    with as_a_new_process(cwd, argv, clean=False) as code:
         train_app()
     captured = capsys.readouterr()
     return Outcome(code[0], captured.out, captured.err)
@@ -73,6 +74,10 @@ def refused(cwd: Path, argv: Sequence[str]) -> subprocess.CompletedProcess:
     process of its own (seconds of imports saved), as the ``CompletedProcess`` a test of a real
     process reads: its exit code and what it printed."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), as_a_new_process(cwd, argv) as code:
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        as_a_new_process(cwd, argv, clean=True) as code,
+    ):
         train_app()
     return subprocess.CompletedProcess(["vae-train", *argv], code[0], out.getvalue(), err.getvalue())
