@@ -13,7 +13,6 @@ import contextlib
 import re
 import shlex
 import sqlite3
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,10 +21,10 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from helpers.environment import clean_env
 from helpers.in_process import vae_train
 from helpers.mlflow_server import MlflowServer, free_port
 from helpers.run_if import VAE_TRAIN, needs_vae_train, without_cuda
+from helpers.sweep_processes import run, start
 from helpers.tiny import TINY_SWEEP
 from mlflow import MlflowClient
 
@@ -169,14 +168,14 @@ def test_a_documented_fix_turns_the_refusal_into_a_finished_run(
 
 @needs_vae_train
 def test_a_tracking_variable_left_in_the_shell_is_named_and_unsetting_it_logs_locally(tmp_path, monkeypatch, capsys):
-    run = [*TINY_SWEEP, "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
+    args = [*TINY_SWEEP, "trainer.epochs=1", f"hydra.run.dir={tmp_path}/outputs"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    refused = vae_train(tmp_path, run, capsys)
+    refused = vae_train(tmp_path, args, capsys)
     assert refused.code == 2, refused.text
     assert "tracking.uri: cannot reach the MLflow tracking server at http://127.0.0.1:9" in refused.err
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     # A process of its own: MLflow keeps one store per URL in a process, and this one is relative.
-    fixed = subprocess.run([VAE_TRAIN, *run], cwd=tmp_path, env=clean_env(), capture_output=True, text=True)
+    fixed = run([VAE_TRAIN, *args], tmp_path)  # without MLFLOW_TRACKING_URI
     assert fixed.returncode == 0, fixed.stderr
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # ./mlflow.db
     finished = client.search_runs([client.get_experiment_by_name("vae-sweep").experiment_id])
@@ -275,12 +274,6 @@ def test_a_sweep_whose_trials_all_failed_starts_afresh_beside_the_old_study(tmp_
     assert re.fullmatch(r"allfail-\d{8}-\d{6}", new), names
 
 
-def run_sweep(cwd: Path, *overrides: str) -> subprocess.Popen:
-    env = clean_env()
-    command = [VAE_TRAIN, *tiny_sweep(cwd, *overrides)]
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.slow
 @needs_vae_train
 def test_n_jobs_runs_in_parallel_once_the_joblib_launcher_is_added(tmp_path, no_tracking_variable, capsys):
@@ -290,15 +283,7 @@ def test_n_jobs_runs_in_parallel_once_the_joblib_launcher_is_added(tmp_path, no_
     assert refused.error_lines() == [
         "vae-train: error: hydra.sweeper.n_jobs: 2 parallel trials need a parallel launcher; add hydra/launcher=joblib"
     ], refused.text
-    env = clean_env()
-    fixed = subprocess.run(
-        [VAE_TRAIN, "-m", *plain, "hydra/launcher=joblib", *common],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    fixed = run([VAE_TRAIN, "-m", *plain, "hydra/launcher=joblib", *common], tmp_path)
     assert fixed.returncode == 0, fixed.stderr
     assert "2 trials, 2 at a time" in fixed.stderr + fixed.stdout
 
@@ -314,7 +299,9 @@ def test_a_sweep_waits_for_another_program_holding_the_database_and_goes_on_once
     browser = sqlite3.connect(tmp_path / "optuna.db", isolation_level=None)
     browser.execute("BEGIN IMMEDIATE")  # what a database browser with unsaved edits holds
     try:
-        second = run_sweep(tmp_path, "hydra.sweeper.study_name=locked", "hydra.sweeper.n_trials=2")
+        second = start(
+            [VAE_TRAIN, *tiny_sweep(tmp_path, "hydra.sweeper.study_name=locked", "hydra.sweeper.n_trials=2")], tmp_path
+        )
         time.sleep(8)
         assert second.poll() is None  # waiting for the lock, not failing
     finally:

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vae_sweep.errors import ConfigError
-from vae_sweep.local_stores import check_sqlite_store
+from vae_sweep.local_stores import check_local_store
 from vae_sweep.names import (
     CONFIG_ARTIFACT,
     EXTENSION_TAG_PREFIX,
@@ -86,16 +86,6 @@ def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
 
 
-TECHNIQUE_ORDER = (
-    "technique.optimizer",
-    "technique.scheduler",
-    "technique.activation",
-    "technique.normalization",
-    "technique.dropout",
-    "technique.regularization",
-)
-
-
 def technique_tags(config: RunConfig) -> dict[str, str]:
     """One tag per technique choice: what comparison reports group runs by. The activation,
     normalization and dropout tags come from the catalog's MLP models; a model of one's own
@@ -108,13 +98,13 @@ def technique_tags(config: RunConfig) -> dict[str, str]:
     tags = {
         "technique.optimizer": config.optimizer.name,
         "technique.scheduler": config.scheduler.name + ("+warmup" if config.scheduler.warmup_epochs > 0 else ""),
-        "technique.regularization": regularization.name,
     }
     if isinstance(model, MLPVAESpec):
         tags["technique.activation"] = model.activation.value
         tags["technique.normalization"] = pair(model.encoder_norm.value, model.decoder_norm.value)
         tags["technique.dropout"] = "none" if model.encoder_dropout == model.decoder_dropout == 0 else "dropout"
-    return dict(sorted(tags.items(), key=lambda item: TECHNIQUE_ORDER.index(item[0])))
+    tags["technique.regularization"] = regularization.name
+    return tags
 
 
 @functools.lru_cache(maxsize=1)
@@ -149,9 +139,9 @@ def git_commit(folder: Path) -> str | None:
 
 @functools.lru_cache(maxsize=4)
 def open_store_once(uri: str) -> None:
-    """A local store checked (a damaged or foreign file is one message) or made whole, once per
-    process: a sweep worker starts many runs in the same store."""
-    check_sqlite_store(uri, key="tracking.uri", store="MLflow store", marker_table="experiments")
+    """A local store checked (an unwritable folder, a damaged or foreign file is one message) or
+    made whole, once per process: a sweep worker starts many runs in the same store."""
+    check_local_store(uri, key="tracking.uri", store="MLflow store", marker="experiments")
     prepare_mlflow_store(uri)
 
 

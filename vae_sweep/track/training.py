@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, TrainingDiverged, TrainingPruned
-from vae_sweep.local_stores import check_local_store
 from vae_sweep.names import RESUMED_AT_TAG
 from vae_sweep.track.urls import masked
 from vae_sweep.train.checkpoint import Checkpoint, fingerprint, load_checkpoint
@@ -76,8 +75,6 @@ def train_and_track(
     state = None
     with interrupts.shielded():
         try:
-            if require_tracking:  # a single run: its store is checked as a sweep checks it
-                check_local_store(config.tracking.uri, key="tracking.uri", store="MLflow store", marker="experiments")
             state = find_checkpoint(config, resume, config.tracking)
             if state is not None and resume is not None and resume.run_id:
                 resume_tags = {**(tags or {}), **resume.tags, RESUMED_AT_TAG: str(state.epoch)}

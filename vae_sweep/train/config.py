@@ -104,7 +104,8 @@ class TrainerSpec:
             return torch.device("cpu")
         visible = torch.cuda.device_count()
         unseen = [gpu for gpu in self.gpus or () if gpu >= visible]
-        require(not unseen, "trainer.gpus", f"GPU {unseen[0] if unseen else ''} is not visible: torch sees {visible}")
+        if unseen:
+            raise ConfigError("trainer.gpus", f"GPU {unseen[0]} is not visible: torch sees {visible}")
         index = torch.cuda.current_device()
         return torch.device("cuda", index if not self.gpus or index in self.gpus else self.gpus[0])
 

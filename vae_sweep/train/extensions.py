@@ -18,6 +18,7 @@ or what its user names with ``--extensions``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -48,8 +49,10 @@ _LOADED: dict[str, Extension] = {}
 _ENTRY_POINTS_LOADED = False
 
 
+@functools.cache
 def entry_point_modules() -> dict[str, tuple[str | None, str | None]]:
-    """Module -> (package, version) of every ``vae_sweep.extensions`` entry point installed here."""
+    """Module -> (package, version) of every ``vae_sweep.extensions`` entry point installed here;
+    read once per process (every config validation asks, and the installed packages do not change)."""
     found: dict[str, tuple[str | None, str | None]] = {}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = entry.dist
