@@ -55,11 +55,15 @@ def exit_code(error: VaeSweepError) -> int:
     return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
 
 
-def report_and_exit(prog: str, error: VaeSweepError) -> None:
-    """The error's one line, then its exit code. An interrupted sweep's line says how to resume."""
+def report(prog: str, error: VaeSweepError) -> int:
+    """Print the error's one line; its exit code. An interrupted sweep's line says how to resume."""
     line = str(error) if isinstance(error, SweepInterrupted) else f"{prog}: error: {error}"
     print(line, file=sys.stderr)
-    sys.exit(exit_code(error))
+    return exit_code(error)
+
+
+def report_and_exit(prog: str, error: VaeSweepError) -> None:
+    sys.exit(report(prog, error))
 
 
 def train_app() -> None:
@@ -241,5 +245,4 @@ def run_tool(prog: str, main: Callable[[Sequence[str]], int], argv: Sequence[str
         print(f"{prog}: {interrupted_message(error)}", file=sys.stderr)
         return interrupts.EXIT_CODE
     except VaeSweepError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return exit_code(error)
+        return report(prog, error)

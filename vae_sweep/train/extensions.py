@@ -45,8 +45,7 @@ class Extension:
         return f"{self.module} ({where}, {self.source})"
 
 
-_LOADED: dict[str, Extension] = {}
-_ENTRY_POINTS_LOADED = False
+_LOADED: dict[str, Extension] = {}  # module -> what was imported, once per process
 
 
 @functools.cache
@@ -63,13 +62,11 @@ def entry_point_modules() -> dict[str, tuple[str | None, str | None]]:
 def load_extensions(config_modules: Iterable[str] = (), *, key: str = "extensions") -> list[Extension]:
     """Import the installed entry points (once per process) and ``config_modules``; every
     extension loaded so far. A module that does not import is one ``ConfigError`` naming it."""
-    global _ENTRY_POINTS_LOADED
     installed = entry_point_modules()
-    if not _ENTRY_POINTS_LOADED:
-        for module, (package, version) in installed.items():
+    for module, (package, version) in installed.items():
+        if module not in _LOADED:
             _import(module, key, f", the {ENTRY_POINT_GROUP} entry point of package {package}")
-            _LOADED.setdefault(module, Extension(module, package, version, "entry point"))
-        _ENTRY_POINTS_LOADED = True
+            _LOADED[module] = Extension(module, package, version, "entry point")
     for index, module in enumerate(config_modules):
         if not isinstance(module, str) or not module.strip():
             raise ConfigError(f"{key}[{index}]", f"must be a module name such as mypkg.vae_specs, got {module!r}")
