@@ -41,7 +41,7 @@ def random_images(n: int, side: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def rows_as_set(x: torch.Tensor) -> set[tuple[float, ...]]:
-    return {tuple(row.tolist()) for row in x}
+    return {tuple(row.tolist()) for row in x.flatten(1)}
 
 
 # --- digits -------------------------------------------------------------------------------
@@ -50,18 +50,18 @@ def rows_as_set(x: torch.Tensor) -> set[tuple[float, ...]]:
 def test_digits_split_sizes_shapes_and_range() -> None:
     splits = Digits().load()
     assert (len(splits.train), len(splits.val), len(splits.test)) == (1259, 179, 359)
-    assert splits.image_shape == (8, 8)
+    assert splits.image_shape == (1, 8, 8) and splits.sample_shape == (1, 8, 8)
     assert splits.input_dim == 64
     for x in (splits.train, splits.val, splits.test):
         assert x.dtype == torch.float32
-        assert x.shape[1] == 64
+        assert x.shape[1:] == (1, 8, 8)
         assert x.min() >= 0.0 and x.max() <= 1.0
     assert splits.train.max() == 1.0  # scaled by 16, not by 255
 
 
 def test_digits_splits_partition_the_data_set() -> None:
     splits = Digits().load()
-    pooled = Counter(map(tuple, torch.cat([splits.train, splits.val, splits.test]).tolist()))
+    pooled = Counter(map(tuple, torch.cat([splits.train, splits.val, splits.test]).flatten(1).tolist()))
     original = Counter(map(tuple, (torch.as_tensor(load_digits().data, dtype=torch.float32) / 16).tolist()))
     assert pooled == original  # every image in exactly one split (as a multiset: digits has duplicates)
 
@@ -160,7 +160,7 @@ def test_idx_images_loads_splits_from_files(tmp_path: Path) -> None:
     spec = IdxImages(root=str(tmp_path), download=False, verify_checksum=False, val_size=10)
     splits = spec.load()
     assert (len(splits.train), len(splits.val), len(splits.test)) == (20, 10, 7)
-    assert splits.image_shape == (4, 4) and splits.input_dim == 16
+    assert splits.image_shape == (1, 4, 4) and splits.input_dim == 16
     assert splits.train.dtype == torch.float32
     pooled = torch.cat([splits.train, splits.val]) * 255
     assert rows_as_set(pooled.round()) == rows_as_set(train_images.reshape(30, -1).float())
@@ -260,7 +260,7 @@ def test_synthetic_shape_range_and_determinism() -> None:
     spec = Synthetic(n_samples=500, side=6, latent_factors=3, split_seed=2)
     splits = spec.load()
     assert (len(splits.train), len(splits.val), len(splits.test)) == (350, 50, 100)
-    assert splits.image_shape == (6, 6) and splits.input_dim == 36
+    assert splits.image_shape == (1, 6, 6) and splits.input_dim == 36
     for x in (splits.train, splits.val, splits.test):
         assert x.dtype == torch.float32 and x.min() >= 0.0 and x.max() <= 1.0
     assert splits.train.std() > 0.1  # not a constant image
@@ -270,14 +270,14 @@ def test_synthetic_shape_range_and_determinism() -> None:
 
 def test_synthetic_is_low_rank() -> None:
     splits = Synthetic(n_samples=400, side=8, latent_factors=5).load()
-    logits = torch.logit(splits.train.double())
+    logits = torch.logit(splits.train.flatten(1).double())
     singular = torch.linalg.svdvals(logits - logits.mean(0))
     assert singular[5] < 1e-2 * singular[4]  # 5 factors, up to float32 rounding of the pixels
 
 
 def test_synthetic_full_mnist_size_is_fast() -> None:
     splits = Synthetic(n_samples=60000).load()
-    assert splits.train.shape == (42000, 784)
+    assert splits.train.shape == (42000, 1, 28, 28)
 
 
 # --- spec validation and option files ------------------------------------------------------

@@ -16,6 +16,7 @@ from vae_sweep.train import parse_run_config, train
 from vae_sweep.train.extensions import loaded_extensions
 
 SPEC = """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -25,17 +26,19 @@ from vae_sweep.train import ModelSpec, VAEModule, register
 
 
 class Tiny(VAEModule):
-    def __init__(self, spec, input_dim):
+    def __init__(self, spec, input_shape):
         super().__init__()
         self.latent_dim = spec.latent_dim
-        self.encoder = nn.Linear(input_dim, 2 * spec.latent_dim)
-        self.decoder = nn.Linear(spec.latent_dim, input_dim + spec.wrong_by)
+        width = math.prod(input_shape) + spec.wrong_by
+        self.output_shape = (width,) if spec.wrong_by else tuple(input_shape)  # flat when wrong
+        self.encoder = nn.Linear(math.prod(input_shape), 2 * spec.latent_dim)
+        self.decoder = nn.Linear(spec.latent_dim, width)
 
     def encode(self, x):
-        return self.encoder(x).chunk(2, dim=-1)
+        return self.encoder(x.flatten(1)).chunk(2, dim=-1)
 
     def decode(self, z):
-        return self.decoder(z)
+        return self.decoder(z).view(-1, *self.output_shape)
 
 
 @register
@@ -45,8 +48,8 @@ class TinySpec(ModelSpec):
     latent_dim: int = 2
     wrong_by: int = 0
 
-    def build(self, input_dim):
-        return Tiny(self, input_dim)
+    def build(self, input_shape):
+        return Tiny(self, input_shape)
 """
 
 
@@ -85,7 +88,7 @@ def test_a_model_that_breaks_the_contract_is_named_before_it_trains(
     with pytest.raises(ConfigError) as refused:
         train(config)
     assert refused.value.key == "model"
-    assert refused.value.message == "Tiny: decode() has shape (2, 67), expected (2, 64) for inputs (2, 64)"
+    assert refused.value.message == "Tiny: decode() has shape (2, 67), expected (2, 1, 8, 8) for inputs (2, 1, 8, 8)"
 
 
 @pytest.mark.parametrize(

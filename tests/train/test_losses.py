@@ -20,7 +20,7 @@ from vae_sweep.train.losses import (
     linear_warmup,
     reconstruction_nll,
 )
-from vae_sweep.train.models import MLPVAESpec
+from vae_sweep.train.models import Likelihood, MLPVAESpec
 from vae_sweep.train.regularization import Annealing, RegularizationSpec
 
 
@@ -56,20 +56,20 @@ def test_bernoulli_nll_matches_torch_distributions(binary: bool) -> None:
     if binary:
         x = torch.bernoulli(x, generator=g)
     expected = -Bernoulli(logits=logits, validate_args=binary).log_prob(x).sum(-1)
-    nll = reconstruction_nll(logits, x, None)
+    nll = reconstruction_nll(logits, x, Likelihood.bernoulli, None)
     assert nll.shape == (8,)
     torch.testing.assert_close(nll, expected)
 
 
-@pytest.mark.parametrize("leading", [(8,), (3, 8)], ids=["batch", "samples_x_batch"])
-def test_gaussian_nll_matches_torch_distributions(leading: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("shape", [(20,), (2, 2, 5)], ids=["vectors", "images"])
+def test_gaussian_nll_matches_torch_distributions(shape: tuple[int, ...]) -> None:
     g = generator(2)
-    mean = torch.rand(*leading, 20, generator=g, dtype=torch.float64)
-    x = torch.rand(*leading, 20, generator=g, dtype=torch.float64)
-    log_std = torch.randn(20, generator=g, dtype=torch.float64)  # one per pixel, as the model has
-    expected = -Normal(mean, torch.exp(log_std)).log_prob(x).sum(-1)
-    nll = reconstruction_nll(mean, x, log_std)
-    assert nll.shape == leading
+    mean = torch.rand(8, *shape, generator=g, dtype=torch.float64)
+    x = torch.rand(8, *shape, generator=g, dtype=torch.float64)
+    log_std = torch.randn(shape, generator=g, dtype=torch.float64)  # one per value, as the model has
+    expected = -Normal(mean, torch.exp(log_std)).log_prob(x).flatten(1).sum(-1)
+    nll = reconstruction_nll(mean, x, Likelihood.gaussian, log_std)
+    assert nll.shape == (8,)  # summed over every value of an example
     torch.testing.assert_close(nll, expected)
 
 
@@ -190,7 +190,7 @@ def exact_nll(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def test_iwae_tightens_with_k_towards_the_exact_likelihood() -> None:
     torch.manual_seed(0)
-    model = MLPVAESpec(encoder_hidden=[32], decoder_hidden=[32], latent_dim=1).build(64).eval()
+    model = MLPVAESpec(encoder_hidden=[32], decoder_hidden=[32], latent_dim=1).build((64,)).eval()
     x = torch.bernoulli(torch.full((1000, 64), 0.3), generator=generator(7))
     nll = {}
     for k in (1, 50, 500):
@@ -209,7 +209,7 @@ def test_iwae_tightens_with_k_towards_the_exact_likelihood() -> None:
 @torch.no_grad()
 def test_importance_log_ratio_averages_to_minus_the_analytic_kl() -> None:
     torch.manual_seed(1)
-    model = MLPVAESpec(encoder_hidden=[16], decoder_hidden=[16], latent_dim=3).build(10).eval()
+    model = MLPVAESpec(encoder_hidden=[16], decoder_hidden=[16], latent_dim=3).build((10,)).eval()
     x = torch.rand(4, 10, generator=generator(8))
     mu, log_var = model.encode(x)
     _, log_ratio = importance_samples(model, x, 20000)

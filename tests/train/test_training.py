@@ -98,7 +98,7 @@ def test_activation_table_covers_every_option() -> None:
 
 @pytest.mark.parametrize("kind", list(Activation), ids=lambda kind: kind.value)
 def test_activation_is_used_in_every_hidden_block(kind: Activation, tiny_config: MakeConfig) -> None:
-    model = tiny_config(f"model.activation={kind.value}", "model.decoder_hidden=[32,16]").model.build(64)
+    model = tiny_config(f"model.activation={kind.value}", "model.decoder_hidden=[32,16]").model.build((64,))
     for part, hidden in ((model.encoder, 1), (model.decoder, 2)):
         found = [layer for layer in part if isinstance(layer, ACTIVATION_MODULES[kind])]
         assert len(found) == hidden
@@ -108,13 +108,13 @@ def test_activation_is_used_in_every_hidden_block(kind: Activation, tiny_config:
     ("kind", "module"), [("batchnorm", nn.BatchNorm1d), ("layernorm", nn.LayerNorm)], ids=["batchnorm", "layernorm"]
 )
 def test_normalization_goes_where_asked(kind: str, module: type[nn.Module], tiny_config: MakeConfig) -> None:
-    model = tiny_config(f"model.encoder_norm={kind}").model.build(64)
+    model = tiny_config(f"model.encoder_norm={kind}").model.build((64,))
     assert any(isinstance(layer, module) for layer in model.encoder)
     assert not any(isinstance(layer, (nn.BatchNorm1d, nn.LayerNorm)) for layer in model.decoder)
 
 
 def test_dropout_goes_where_asked(tiny_config: MakeConfig) -> None:
-    model = tiny_config("model.decoder_dropout=0.3").model.build(64)
+    model = tiny_config("model.decoder_dropout=0.3").model.build((64,))
     rates = [layer.p for layer in model.decoder if isinstance(layer, nn.Dropout)]
     assert rates == [0.3]
     assert not any(isinstance(layer, nn.Dropout) for layer in model.encoder)
@@ -124,10 +124,10 @@ def test_learned_variance_is_trained_and_fixed_variance_is_not(tiny_config: Make
     learned = train(tiny_config("model.likelihood=gaussian", "model.learn_variance=true", "model.gaussian_std=0.5"))
     assert isinstance(learned.model.log_std, nn.Parameter)
     assert any(p is learned.model.log_std for p in learned.model.parameters())
-    assert not torch.allclose(learned.model.log_std, torch.full((64,), math.log(0.5)))
+    assert not torch.allclose(learned.model.log_std, torch.full((1, 8, 8), math.log(0.5)))
     fixed = train(tiny_config("model.likelihood=gaussian", "model.gaussian_std=0.5"))
-    assert fixed.model.log_std is None
-    torch.testing.assert_close(fixed.model.output_log_std(), torch.full((64,), math.log(0.5)))
+    assert not any(name.endswith("log_std") for name, _ in fixed.model.named_parameters())
+    torch.testing.assert_close(fixed.model.output_log_scale(), torch.full((1, 8, 8), math.log(0.5)))
 
 
 # --- metrics ---------------------------------------------------------------------------------

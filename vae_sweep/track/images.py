@@ -8,18 +8,19 @@ import torch
 MIN_TILE_PIXELS = 56  # small images (8x8 digits) are enlarged to at least this many pixels a side
 
 
-def image_grid(rows: list[torch.Tensor], image_shape: tuple[int, int], padding: int = 2) -> np.ndarray:
-    """Tile ``rows`` (each (n, height*width) in [0, 1]) into one grayscale uint8 image."""
-    height, width = image_shape
+def image_grid(rows: list[torch.Tensor], image_shape: tuple[int, int, int], padding: int = 2) -> np.ndarray:
+    """Tile ``rows`` (each ``(n, channels, height, width)`` in [0, 1]) into one uint8 image:
+    ``(H, W)`` grayscale for one channel, ``(H, W, 3)`` RGB for three."""
+    channels, height, width = image_shape
     scale = max(1, MIN_TILE_PIXELS // max(height, width))
     columns = max(row.shape[0] for row in rows)
     tile_h, tile_w = height * scale + padding, width * scale + padding
-    grid = np.full((len(rows) * tile_h + padding, columns * tile_w + padding), 255, dtype=np.uint8)
+    grid = np.full((len(rows) * tile_h + padding, columns * tile_w + padding, channels), 255, dtype=np.uint8)
     for r, row in enumerate(rows):
-        pixels = (row.detach().clamp(0, 1).reshape(-1, height, width).numpy() * 255).round().astype(np.uint8)
+        images = row.detach().clamp(0, 1).reshape(-1, channels, height, width).permute(0, 2, 3, 1)
+        pixels = (images.numpy() * 255).round().astype(np.uint8)
         for c, image in enumerate(pixels):
             top, left = padding + r * tile_h, padding + c * tile_w
-            grid[top : top + height * scale, left : left + width * scale] = np.kron(
-                image, np.ones((scale, scale), dtype=np.uint8)
-            )
-    return grid
+            enlarged = image.repeat(scale, axis=0).repeat(scale, axis=1)
+            grid[top : top + height * scale, left : left + width * scale] = enlarged
+    return grid[..., 0] if channels == 1 else grid

@@ -348,7 +348,7 @@ class MlflowRun:
                 torch.save(result.model.state_dict(), path)
                 upload = functools.partial(self.client.log_artifact, self.run_id, str(path), "model")
                 self.send(WEIGHTS_ARTIFACT, upload, ARTIFACTS)
-            if self.spec.log_images:
+            if self.spec.log_images and result.image_shape is not None:
                 pairs = image_grid([result.test_inputs, result.reconstructions], result.image_shape)
                 samples = image_grid([result.prior_samples], result.image_shape)
                 for name, image in (("reconstructions.png", pairs), ("prior_samples.png", samples)):

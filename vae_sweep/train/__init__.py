@@ -12,10 +12,11 @@ from vae_sweep.train.config import (
     parse_objectives,
     parse_run_config,
 )
+from vae_sweep.train.conv import ConvVAESpec, ResNetVAESpec
 from vae_sweep.train.data import Binarize, DataSpec, DataSplits
 from vae_sweep.train.extensions import ENTRY_POINT_GROUP, load_extensions
 from vae_sweep.train.loop import EpochCallback, TrainResult, train
-from vae_sweep.train.models import ModelSpec, VAEModule
+from vae_sweep.train.models import Likelihood, ModelSpec, VAEModule
 from vae_sweep.train.specs import allowed_targets, parse_spec, register
 
 __all__ = [
@@ -23,12 +24,15 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "GROUPS",
     "Binarize",
+    "ConvVAESpec",
     "DataSpec",
     "DataSplits",
     "EpochCallback",
+    "Likelihood",
     "MlflowTracking",
     "ModelSpec",
     "NoTracking",
+    "ResNetVAESpec",
     "RunConfig",
     "TrainResult",
     "TrainerSpec",

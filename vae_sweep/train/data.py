@@ -1,8 +1,9 @@
 """Data sets as float tensors in [0, 1], split once into train / val / test.
 
-Everything lives in memory as ``(n, d)`` tensors: the data sets are small, and a trainer
-that indexes a tensor with a permutation is much faster than a ``DataLoader``. Splits and
-binarization are seeded by ``split_seed`` so two runs with the same config see the same data.
+Everything lives in memory, on the training device, as ``(n, channels, height, width)`` images
+(or ``(n, d)`` vectors): the data sets fit, and a trainer that indexes a tensor with a
+permutation is much faster than a ``DataLoader``. Splits and binarization are seeded by
+``split_seed`` so two runs with the same config see the same data.
 """
 
 from __future__ import annotations
@@ -29,26 +30,45 @@ class Binarize(str, Enum):
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Train / val / test as float32 ``(n, d)`` tensors with values in [0, 1]."""
+    """Train / val / test as float32 tensors of one sample shape, values in [0, 1]: images
+    ``(n, channels, height, width)`` or vectors ``(n, d)``."""
 
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
-    image_shape: tuple[int, int]
     binarize: Binarize
 
     def __post_init__(self) -> None:
-        dim = self.image_shape[0] * self.image_shape[1]
+        shape = self.sample_shape
+        if len(shape) not in (1, 3) or min(shape, default=0) < 1:
+            raise DataError(f"samples have shape {shape}; expected (channels, height, width) images or (d,) vectors")
         for split in ("train", "val", "test"):
-            shape = tuple(getattr(self, split).shape)
-            if len(shape) != 2 or shape[1] != dim or shape[0] == 0:
+            tensor = getattr(self, split)
+            if tuple(tensor.shape[1:]) != shape or tensor.shape[0] == 0:
                 raise DataError(
-                    f"{split} split has shape {shape}, expected (n >= 1, {dim}) for images {self.image_shape}"
+                    f"{split} split has shape {tuple(tensor.shape)}, expected (n >= 1, {', '.join(map(str, shape))})"
                 )
+            if tensor.dtype != torch.float32:
+                raise DataError(f"{split} split is {tensor.dtype}, expected torch.float32")
+            low, high = tensor.aminmax()
+            if low < 0 or high > 1:
+                raise DataError(f"{split} split has values in [{low:.4g}, {high:.4g}], expected [0, 1]")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """What one example looks like: ``(channels, height, width)`` or ``(d,)``."""
+        return tuple(self.train.shape[1:])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """``(channels, height, width)`` for pictures, or None for vectors."""
+        shape = self.sample_shape
+        return (shape[0], shape[1], shape[2]) if len(shape) == 3 else None
 
     @property
     def input_dim(self) -> int:
-        return self.train.shape[1]
+        """Values per example (pixels times channels): what bits per dimension divide by."""
+        return self.train[0].numel()
 
     def to(self, device: torch.device | str) -> DataSplits:
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
@@ -68,7 +88,6 @@ def _make_splits(
     train: torch.Tensor,
     val: torch.Tensor,
     test: torch.Tensor,
-    image_shape: tuple[int, int],
     binarize: Binarize,
     generator: torch.Generator,
 ) -> DataSplits:
@@ -82,7 +101,7 @@ def _make_splits(
     if binarize is not Binarize.none:
         val = torch.bernoulli(val, generator=generator)
         test = torch.bernoulli(test, generator=generator)
-    return DataSplits(train, val, test, image_shape, binarize)
+    return DataSplits(train, val, test, binarize)
 
 
 def _split_by_fractions(
@@ -139,16 +158,22 @@ class DataSpec:
     def split(
         self,
         images: torch.Tensor,
-        image_shape: tuple[int, int],
         generator: torch.Generator,
         *,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
     ) -> DataSplits:
-        """Train / val / test from one ``(n, rows * cols)`` tensor in [0, 1]: a seeded random
-        partition, binarized as ``binarize`` says. For a data set of one's own (docs/extending.md)."""
+        """Train / val / test from one float32 tensor in [0, 1], ``(n, channels, height, width)``
+        or ``(n, d)``: a seeded random partition, binarized as ``binarize`` says. For a data set of
+        one's own (docs/extending.md)."""
         train, val, test = _split_by_fractions(images, val_fraction, test_fraction, generator)
-        return _make_splits(train, val, test, image_shape, self.binarize, generator)
+        return self.splits(train, val, test, generator)
+
+    def splits(
+        self, train: torch.Tensor, val: torch.Tensor, test: torch.Tensor, generator: torch.Generator
+    ) -> DataSplits:
+        """Splits a data set already has (a published test file), binarized as ``binarize`` says."""
+        return _make_splits(train, val, test, self.binarize, generator)
 
 
 @register
@@ -167,19 +192,21 @@ class Digits(DataSpec):
     def load(self) -> DataSplits:
         from sklearn.datasets import load_digits  # slow import, only needed here
 
-        pixels = torch.as_tensor(load_digits().data, dtype=torch.float32) / 16.0
+        pixels = torch.as_tensor(load_digits().data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
         generator = self.generator()
-        return self.split(pixels, (8, 8), generator, val_fraction=self.val_fraction, test_fraction=self.test_fraction)
+        return self.split(pixels, generator, val_fraction=self.val_fraction, test_fraction=self.test_fraction)
 
 
 @register
 @dataclass
 class Synthetic(DataSpec):
-    """Seeded low-rank images ``sigmoid(W z + b)``: structure a VAE can learn, any size, no files."""
+    """Seeded low-rank images ``sigmoid(W z + b)``: structure a VAE can learn, any size, gray
+    or RGB, no files."""
 
     name: str = "synthetic"
     n_samples: int = 2000
     side: int = 28
+    channels: int = 1
     latent_factors: int = 10
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -188,19 +215,20 @@ class Synthetic(DataSpec):
         super().__post_init__()
         require(self.n_samples >= 10, "n_samples", f"must be >= 10, got {self.n_samples}")
         require(self.side >= 2, "side", f"must be >= 2, got {self.side}")
+        require(self.channels in (1, 3), "channels", f"must be 1 (gray) or 3 (RGB), got {self.channels}")
         require(self.latent_factors >= 1, "latent_factors", f"must be >= 1, got {self.latent_factors}")
         _require_fractions(self.val_fraction, self.test_fraction)
 
     def load(self) -> DataSplits:
         generator = self.generator()
-        dim = self.side * self.side
+        dim = self.channels * self.side * self.side
         # Scaled so that W z has standard deviation 2: pixels spread over (0, 1), many near 0 or 1.
         weights = torch.randn(dim, self.latent_factors, generator=generator) * (2.0 / self.latent_factors**0.5)
         bias = torch.randn(dim, generator=generator)
         z = torch.randn(self.n_samples, self.latent_factors, generator=generator)
         pixels = torch.sigmoid(torch.addmm(bias, z, weights.T))
-        shape = (self.side, self.side)
-        return self.split(pixels, shape, generator, val_fraction=self.val_fraction, test_fraction=self.test_fraction)
+        images = pixels.reshape(self.n_samples, self.channels, self.side, self.side)
+        return self.split(images, generator, val_fraction=self.val_fraction, test_fraction=self.test_fraction)
 
 
 @register
@@ -259,18 +287,15 @@ class IdxImages(DataSpec):
         train_file, test_file = self._read_files()
         generator = self.generator()
         order = torch.randperm(train_file.shape[0], generator=generator)
-        pixels = _to_unit_rows(train_file)
-        rows, cols = test_file.shape[1:]
-        return _make_splits(
+        pixels = unit_images(train_file.unsqueeze(1))
+        return self.splits(
             pixels[order[self.val_size :]],
             pixels[order[: self.val_size]],
-            _to_unit_rows(test_file),
-            (rows, cols),
-            self.binarize,
+            unit_images(test_file.unsqueeze(1)),
             generator,
         )
 
 
-def _to_unit_rows(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(n, rows, cols)`` -> float32 ``(n, rows * cols)`` in [0, 1]."""
-    return images.reshape(images.shape[0], -1).to(torch.float32).div_(255.0)
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1], same shape."""
+    return images.to(torch.float32).div_(255.0)

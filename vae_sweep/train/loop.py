@@ -25,7 +25,14 @@ from vae_sweep.errors import TrainingDiverged
 from vae_sweep.train.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from vae_sweep.train.config import RunConfig, TrainerSpec
 from vae_sweep.train.data import DataSplits
-from vae_sweep.train.losses import gaussian_kl, importance_samples, iwae_bound, negative_elbo_terms, training_objective
+from vae_sweep.train.losses import (
+    bits_per_dim,
+    gaussian_kl,
+    importance_samples,
+    iwae_bound,
+    negative_elbo_terms,
+    training_objective,
+)
 from vae_sweep.train.models import VAEModule, check_model
 from vae_sweep.train.precision import Precision
 from vae_sweep.train.schedules import LRSchedule
@@ -49,10 +56,10 @@ class TrainResult:
     metrics: dict[str, float]  # the last epoch's metrics and the final ones
     history: list[dict[str, float]]
     model: VAEModule
-    test_inputs: torch.Tensor  # (image_count, d) on the CPU, with their reconstructions
+    test_inputs: torch.Tensor  # (image_count, *sample_shape) on the CPU, with their reconstructions
     reconstructions: torch.Tensor
     prior_samples: torch.Tensor
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, int, int] | None  # (channels, height, width); None: vectors, no pictures
 
 
 @contextlib.contextmanager
@@ -90,8 +97,8 @@ def train(
     device = trainer.resolve_device()
     with torch_settings(trainer):
         data = config.data.load().to(device)
-        model = config.model.build(data.input_dim).to(device)
-        check_model(model, data.input_dim)  # a model of one's own that breaks the contract: one line, now
+        model = config.model.build(data.sample_shape).to(device)
+        check_model(model, data.sample_shape)  # a model of one's own that breaks the contract: one line, now
         optimizer = config.optimizer.build(model.parameters(), config.regularization.weight_decay)
         n_train = data.train.shape[0]
         batches = batch_bounds(n_train, trainer.batch_size)
@@ -138,6 +145,7 @@ def train(
         train_seconds = time.perf_counter() - started
         final = test_metrics(model, data.test, trainer.iwae_samples)
         check_finite(final, trainer.epochs)
+        final["test_bpd"] = bits_per_dim(final["test_iwae"], data.input_dim, model.likelihood)
         final["samples_per_sec"] = n_train * trainer.epochs / train_time
         final["train_seconds"] = train_seconds
         return TrainResult(

@@ -1,7 +1,7 @@
 """The VAE objective as small pure functions, in nats per example.
 
 loss = reconstruction + KL is the negative ELBO (Kingma & Welling, 2014); the IWAE bound
-(Burda et al., 2015) is tighter and is reported on the test set.
+(Burda et al., 2015) is tighter and is reported on the test set, also in bits per dimension.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vae_sweep.train.models import VAEModule
+from vae_sweep.train.models import Likelihood, VAEModule
 
 LOG_2PI = math.log(2 * math.pi)
+PIXEL_LEVELS = 256  # 8-bit images: what the discretized logistic and bits per dimension assume
 
 
 def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -21,16 +22,62 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var)
 
 
-def reconstruction_nll(decoded: torch.Tensor, x: torch.Tensor, log_std: torch.Tensor | None) -> torch.Tensor:
-    """-log p(x|z) summed over pixels, shape (batch,).
+def reconstruction_nll(
+    decoded: torch.Tensor, x: torch.Tensor, likelihood: Likelihood, log_scale: torch.Tensor | None
+) -> torch.Tensor:
+    """-log p(x|z) summed over every value of an example, shape (batch,).
 
-    ``log_std is None`` means Bernoulli with ``decoded`` as logits; otherwise ``decoded`` is
-    the Gaussian mean (MSE scaled by the variance, plus the normalising constant).
+    Bernoulli takes ``decoded`` as logits; the Gaussian and the discretized logistic take it as
+    their mean and ``log_scale`` as the log of their standard deviation or scale.
     """
-    if log_std is None:
-        return F.binary_cross_entropy_with_logits(decoded, x, reduction="none").sum(-1)
-    squared = ((x - decoded) * torch.exp(-log_std)).pow(2)
-    return (0.5 * squared + log_std + 0.5 * LOG_2PI).sum(-1)
+    if likelihood is Likelihood.bernoulli:
+        nll = F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
+    elif likelihood is Likelihood.gaussian:
+        squared = ((x - decoded) * torch.exp(-log_scale)).pow(2)
+        nll = 0.5 * squared + log_scale + 0.5 * LOG_2PI
+    else:
+        nll = -discretized_logistic_log_prob(x, decoded, log_scale)
+    return nll.flatten(1).sum(-1)
+
+
+def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """log P(x) per value of a logistic(mean, scale) discretized to 256 bins over [0, 1]
+    (Salimans et al., 2017, "PixelCNN++", eq. 2): the mass of x's bin, with the edge bins
+    reaching to -inf and +inf so that the 256 masses sum to one.
+
+    >>> x = torch.arange(256.0) / 255
+    >>> round(float(discretized_logistic_log_prob(x, torch.full_like(x, 0.3), torch.tensor(-2.0)).exp().sum()), 5)
+    1.0
+    """
+    half_bin = 0.5 / (PIXEL_LEVELS - 1)
+    inverse_scale = torch.exp(-log_scale)
+    centered = x - mean
+    upper = inverse_scale * (centered + half_bin)
+    lower = inverse_scale * (centered - half_bin)
+    log_cdf_upper = upper - F.softplus(upper)  # log sigmoid(upper): all mass below x's bin's top
+    log_survival_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)): all mass above its bottom
+    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+    # Where the bin's mass underflows, its density at the centre times the bin's width.
+    middle = inverse_scale * centered
+    log_density = middle - log_scale - 2.0 * F.softplus(middle) + math.log(2 * half_bin)
+    inner = torch.where(mass > 1e-5, torch.log(mass.clamp_min(1e-12)), log_density)
+    return torch.where(x < half_bin, log_cdf_upper, torch.where(x > 1 - half_bin, log_survival_lower, inner))
+
+
+def bits_per_dim(nats: float, values: int, likelihood: Likelihood) -> float:
+    """A per-example negative log-likelihood in nats as bits per value (the image literature's unit).
+
+    Bernoulli and the discretized logistic give probabilities, so this is ``nats / (values ln 2)``.
+    A Gaussian gives a density over [0, 1]; counted against 8-bit pixels (uniform
+    dequantization, Theis et al., 2016) each value adds ``log2 256 = 8`` bits.
+
+    >>> bits_per_dim(784 * math.log(2), 784, Likelihood.bernoulli)
+    1.0
+    >>> bits_per_dim(0.0, 3072, Likelihood.gaussian)
+    8.0
+    """
+    offset = math.log2(PIXEL_LEVELS) if likelihood is Likelihood.gaussian else 0.0
+    return nats / (values * math.log(2)) + offset
 
 
 def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
@@ -89,7 +136,7 @@ def cyclical_annealing(progress: float, total_epochs: float, cycles: int, ramp_f
 def negative_elbo_terms(model: VAEModule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One-sample reconstruction NLL (batch,), analytic KL per dim (batch, latent), and mu."""
     decoded, mu, log_var = model(x)
-    recon = reconstruction_nll(decoded, x, model.output_log_std())
+    recon = reconstruction_nll(decoded, x, model.likelihood, model.output_log_scale())
     return recon, gaussian_kl(mu, log_var), mu
 
 
@@ -104,9 +151,10 @@ def importance_samples(model: VAEModule, x: torch.Tensor, samples: int) -> tuple
     z = mu + eps * std
     log_q = (-0.5 * eps.pow(2) - 0.5 * log_var - 0.5 * LOG_2PI).sum(-1)
     log_prior = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
-    decoded = model.decode(z.reshape(-1, mu.shape[-1])).reshape(samples, x.shape[0], -1)
-    log_likelihood = -reconstruction_nll(decoded, x.expand(samples, *x.shape), model.output_log_std())
-    return log_likelihood, log_prior - log_q
+    decoded = model.decode(z.reshape(-1, mu.shape[-1]))
+    targets = x.expand(samples, *x.shape).reshape(decoded.shape)
+    log_likelihood = -reconstruction_nll(decoded, targets, model.likelihood, model.output_log_scale())
+    return log_likelihood.view(samples, x.shape[0]), log_prior - log_q
 
 
 def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:

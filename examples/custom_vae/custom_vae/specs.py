@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,11 +25,14 @@ class Residual(nn.Module):
 
 
 class ResidualVAE(VAEModule):
-    """Encoder and decoder of residual MLP blocks; Bernoulli logits out (vae-sweep's default)."""
+    """Encoder and decoder of residual MLP blocks on flattened images; Bernoulli logits out
+    (vae-sweep's default likelihood)."""
 
-    def __init__(self, spec: ResidualMLPSpec, input_dim: int) -> None:
+    def __init__(self, spec: ResidualMLPSpec, input_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.latent_dim = spec.latent_dim
+        self.input_shape = input_shape
+        input_dim = math.prod(input_shape)
         blocks = [Residual(spec.width) for _ in range(spec.blocks)]
         self.encoder = nn.Sequential(nn.Linear(input_dim, spec.width), *blocks)
         self.heads = nn.Linear(spec.width, 2 * spec.latent_dim)  # mean and log-variance
@@ -37,11 +41,11 @@ class ResidualVAE(VAEModule):
         self.decoder = nn.Sequential(nn.Linear(spec.latent_dim, spec.width), *decoder_blocks, output)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_var = self.heads(self.encoder(x)).chunk(2, dim=-1)
+        mu, log_var = self.heads(self.encoder(x.flatten(1))).chunk(2, dim=-1)
         return mu, log_var
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return self.decoder(z).view(-1, *self.input_shape)
 
 
 @register
@@ -57,8 +61,8 @@ class ResidualMLPSpec(ModelSpec):
         require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
         require(self.blocks >= 0, "blocks", f"must be >= 0, got {self.blocks}")
 
-    def build(self, input_dim: int) -> ResidualVAE:
-        return ResidualVAE(self, input_dim)
+    def build(self, input_shape: tuple[int, ...]) -> ResidualVAE:
+        return ResidualVAE(self, input_shape)
 
 
 @register
@@ -82,4 +86,4 @@ class BarsSpec(DataSpec):
         rows = torch.rand(self.n_samples, self.side, 1, generator=generator) < self.bar_probability
         columns = torch.rand(self.n_samples, 1, self.side, generator=generator) < self.bar_probability
         images = (rows | columns).to(torch.float32) * 0.9 + 0.05  # in (0, 1): a Bernoulli likelihood is finite
-        return self.split(images.reshape(self.n_samples, -1), (self.side, self.side), generator)
+        return self.split(images.unsqueeze(1), generator)  # (n, 1 channel, side, side)
