@@ -74,8 +74,16 @@ def test_every_model_preset_trains_one_epoch(
     assert_complete(result, epochs=1)
     expected = OmegaConf.load(CONF_DIR / "model" / f"{preset}.yaml")
     assert result.model.latent_dim == expected.latent_dim
-    widths = [layer.out_features for layer in result.model.encoder if isinstance(layer, nn.Linear)]
-    assert widths == list(expected.encoder_hidden)
+    if "encoder_hidden" in expected:  # an MLP: one Linear per hidden layer
+        widths = [layer.out_features for layer in result.model.encoder if isinstance(layer, nn.Linear)]
+        assert widths == list(expected.encoder_hidden)
+    else:  # a conv net: its stride-2 convolutions have the preset's channels
+        strided = [
+            layer for layer in result.model.encoder.modules() if isinstance(layer, nn.Conv2d) and layer.stride == (2, 2)
+        ]
+        resnet = "downsamplings" in expected  # one width throughout, as van den Oord et al. have
+        per_layer = [expected.channels] * expected.downsamplings if resnet else list(expected.channels)
+        assert [layer.out_channels for layer in strided] == per_layer
 
 
 # --- the options reach the network -----------------------------------------------------------

@@ -43,7 +43,7 @@ from vae_sweep.track.urls import masked
 from vae_sweep.train.config import MlflowTracking, RunConfig
 from vae_sweep.train.extensions import loaded_extensions
 from vae_sweep.train.loop import TrainResult
-from vae_sweep.train.models import MLPVAESpec
+from vae_sweep.train.models import MLPVAESpec, ModelSpec
 
 log = logging.getLogger(__name__)
 # What a store that cannot be reached raises: MLflow's own errors, HTTP errors after MLflow's
@@ -86,10 +86,22 @@ def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
     return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
 
 
+def model_label(model: ModelSpec) -> str:
+    """What a run's name says of its model: the activation of an MLP (the catalog's default
+    kind), the option's name and activation of another model (``conv-relu``)."""
+    activation = getattr(model, "activation", None)
+    if isinstance(model, MLPVAESpec) or activation is None:
+        return activation.value if activation is not None else model.name
+    return f"{model.name}-{activation.value}"
+
+
+TECHNIQUE_FIELDS = ("activation", "encoder_norm", "decoder_norm", "encoder_dropout", "decoder_dropout")
+
+
 def technique_tags(config: RunConfig) -> dict[str, str]:
     """One tag per technique choice: what comparison reports group runs by. The activation,
-    normalization and dropout tags come from the catalog's MLP models; a model of one's own
-    without those fields gets none of them."""
+    normalization and dropout tags come from the model's fields of those names (the catalog's
+    MLP and conv models have them all); a model of one's own without them gets none."""
     model, regularization = config.model, config.regularization
 
     def pair(encoder: str, decoder: str) -> str:
@@ -99,7 +111,7 @@ def technique_tags(config: RunConfig) -> dict[str, str]:
         "technique.optimizer": config.optimizer.name,
         "technique.scheduler": config.scheduler.name + ("+warmup" if config.scheduler.warmup_epochs > 0 else ""),
     }
-    if isinstance(model, MLPVAESpec):
+    if all(hasattr(model, key) for key in TECHNIQUE_FIELDS):
         tags["technique.activation"] = model.activation.value
         tags["technique.normalization"] = pair(model.encoder_norm.value, model.decoder_norm.value)
         tags["technique.dropout"] = "none" if model.encoder_dropout == model.decoder_dropout == 0 else "dropout"
@@ -212,7 +224,7 @@ class MlflowRun:
         device = str(config.trainer.resolve_device())  # cuda:1: the GPU a sweep worker was given
         runtime = {THREADS_TAG: str(threads), DEVICE_TAG: device}
         all_tags = {**environment_tags(), **technique_tags(config), **runtime, **(tags or {})}
-        shape = config.model.activation.value if isinstance(config.model, MLPVAESpec) else config.model.name
+        shape = model_label(config.model)
         run_name = spec.run_name or f"{config.optimizer.name}-{shape}-{config.scheduler.name}"
         if TRIAL_NUMBER_TAG in all_tags:  # sweeps: names stay unique and sort by trial in the UI
             run_name = f"trial-{int(all_tags['optuna.trial_number']):03d}-{run_name}"

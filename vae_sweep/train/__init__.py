@@ -2,6 +2,7 @@
 and the typed config specs. Knows nothing of MLflow, Optuna or Hydra's sweeper: the loop takes
 epoch callbacks (``EpochCallback``), through which tracking logs and a sweep reports and prunes."""
 
+from vae_sweep.train.cifar10 import Cifar10
 from vae_sweep.train.config import (
     CONFIG_VERSION,
     GROUPS,
@@ -15,6 +16,7 @@ from vae_sweep.train.config import (
 from vae_sweep.train.conv import ConvVAESpec, ResNetVAESpec
 from vae_sweep.train.data import Binarize, DataSpec, DataSplits
 from vae_sweep.train.extensions import ENTRY_POINT_GROUP, load_extensions
+from vae_sweep.train.image_folder import ImageFolder
 from vae_sweep.train.loop import EpochCallback, TrainResult, train
 from vae_sweep.train.models import Likelihood, ModelSpec, VAEModule
 from vae_sweep.train.specs import allowed_targets, parse_spec, register
@@ -24,10 +26,12 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "GROUPS",
     "Binarize",
+    "Cifar10",
     "ConvVAESpec",
     "DataSpec",
     "DataSplits",
     "EpochCallback",
+    "ImageFolder",
     "Likelihood",
     "MlflowTracking",
     "ModelSpec",

@@ -76,7 +76,7 @@ class ImageModelSpec(ModelSpec):
     encoder_dropout: float = 0.0  # spatial dropout: whole feature maps (Tompson et al., 2015)
     decoder_dropout: float = 0.0
     likelihood: Likelihood = Likelihood.auto
-    gaussian_std: float = 1.0  # as for the MLPs: the initial or fixed scale of a continuous likelihood
+    gaussian_std: float = 0.1  # a continuous likelihood's fixed (or initial) scale, in [0, 1] pixel units
     learn_variance: bool = False
 
     def __post_init__(self) -> None:

@@ -104,7 +104,7 @@ def _make_splits(
     return DataSplits(train, val, test, binarize)
 
 
-def _split_by_fractions(
+def split_by_fractions(
     x: torch.Tensor, val_fraction: float, test_fraction: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A seeded random train / val / test partition of the rows of ``x``."""
@@ -119,7 +119,7 @@ def _split_by_fractions(
     return x[order[n_val + n_test :]], x[order[:n_val]], x[order[n_val : n_val + n_test]]
 
 
-def _require_fractions(val_fraction: float, test_fraction: float) -> None:
+def require_fractions(val_fraction: float, test_fraction: float) -> None:
     require(0.0 < val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {val_fraction}")
     require(0.0 < test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {test_fraction}")
     require(
@@ -166,7 +166,7 @@ class DataSpec:
         """Train / val / test from one float32 tensor in [0, 1], ``(n, channels, height, width)``
         or ``(n, d)``: a seeded random partition, binarized as ``binarize`` says. For a data set of
         one's own (docs/extending.md)."""
-        train, val, test = _split_by_fractions(images, val_fraction, test_fraction, generator)
+        train, val, test = split_by_fractions(images, val_fraction, test_fraction, generator)
         return self.splits(train, val, test, generator)
 
     def splits(
@@ -187,7 +187,7 @@ class Digits(DataSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require_fractions(self.val_fraction, self.test_fraction)
+        require_fractions(self.val_fraction, self.test_fraction)
 
     def load(self) -> DataSplits:
         from sklearn.datasets import load_digits  # slow import, only needed here
@@ -217,7 +217,7 @@ class Synthetic(DataSpec):
         require(self.side >= 2, "side", f"must be >= 2, got {self.side}")
         require(self.channels in (1, 3), "channels", f"must be 1 (gray) or 3 (RGB), got {self.channels}")
         require(self.latent_factors >= 1, "latent_factors", f"must be >= 1, got {self.latent_factors}")
-        _require_fractions(self.val_fraction, self.test_fraction)
+        require_fractions(self.val_fraction, self.test_fraction)
 
     def load(self) -> DataSplits:
         generator = self.generator()

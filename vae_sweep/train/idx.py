@@ -1,16 +1,12 @@
 """MNIST-family IDX image files: read and checked against their header (a truncated download
-fails here, not as a reshape error later), downloaded once into a folder with their published
-SHA-256, and moved into place only when complete.
+fails here, not as a reshape error later), and downloaded once into a folder with their published
+SHA-256 (``downloads.fetch_file``).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import os
 import struct
-import tempfile
-import urllib.request
 import zlib
 from http.client import HTTPException
 from pathlib import Path
@@ -19,6 +15,7 @@ import numpy as np
 import torch
 
 from vae_sweep.errors import DataError
+from vae_sweep.train.downloads import check_sha256, fetch_file
 
 # The files a VAE needs (labels are not); both data sets use the same names.
 IDX_TRAIN_FILE = "train-images-idx3-ubyte.gz"
@@ -43,8 +40,6 @@ CHECKSUMS: dict[str, dict[str, str]] = {
     },
 }
 
-DOWNLOAD_TIMEOUT_S = 60
-
 
 def read_idx_images(path: Path, expected_sha256: str | None = None) -> torch.Tensor:
     """Read an IDX image file (gz or plain) into a uint8 ``(n, rows, cols)`` tensor.
@@ -53,11 +48,7 @@ def read_idx_images(path: Path, expected_sha256: str | None = None) -> torch.Ten
     a clear message instead of as a reshape error (or silently short data) later.
     """
     raw = Path(path).read_bytes()
-    if expected_sha256 is not None and (actual := hashlib.sha256(raw).hexdigest()) != expected_sha256:
-        raise DataError(
-            f"{path}: SHA-256 mismatch: expected {expected_sha256}, got {actual}. Delete the file so that it is "
-            "downloaded again, or, if it is a re-packed copy of the same images, set data.verify_checksum=false"
-        )
+    check_sha256(path, raw, expected_sha256)
     try:
         payload = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     except (OSError, EOFError, zlib.error) as error:
@@ -100,26 +91,3 @@ def ensure_idx_files(folder: Path, name: str, download: bool, verify_checksum: b
         f"{name}: missing {', '.join(missing)} in {folder} ({reason}). "
         f"Download {' and '.join(MIRRORS[name] + file for file in missing)} and put them in {folder}"
     )
-
-
-def fetch_file(url: str, target: Path, expected_sha256: str | None) -> None:
-    """Fetch ``url`` into a temporary file next to ``target`` and move it into place only when complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False) as tmp:
-        partial = Path(tmp.name)
-        try:
-            digest = hashlib.sha256()
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    tmp.write(chunk)
-            if expected_sha256 is not None and (actual := digest.hexdigest()) != expected_sha256:
-                raise DataError(
-                    f"{url}: SHA-256 mismatch: expected {expected_sha256}, got {actual}; the download was discarded. "
-                    "If the mirror serves a re-packed copy of the same images, set data.verify_checksum=false"
-                )
-        except BaseException:
-            tmp.close()
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, target)

@@ -99,6 +99,8 @@ def train(
         data = config.data.load().to(device)
         model = config.model.build(data.sample_shape).to(device)
         check_model(model, data.sample_shape)  # a model of one's own that breaks the contract: one line, now
+        if trainer.compile:
+            model.compile()  # in place: the training step's forward pass; encode/decode run as written
         optimizer = config.optimizer.build(model.parameters(), config.regularization.weight_decay)
         n_train = data.train.shape[0]
         batches = batch_bounds(n_train, trainer.batch_size)

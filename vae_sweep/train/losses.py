@@ -45,6 +45,9 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     (Salimans et al., 2017, "PixelCNN++", eq. 2): the mass of x's bin, with the edge bins
     reaching to -inf and +inf so that the 256 masses sum to one.
 
+    The mass is computed in log space on the tail the bin lies in, so that it stays exact
+    where a difference of two CDF values would round to zero (a sharp logistic far from x).
+
     >>> x = torch.arange(256.0) / 255
     >>> round(float(discretized_logistic_log_prob(x, torch.full_like(x, 0.3), torch.tensor(-2.0)).exp().sum()), 5)
     1.0
@@ -54,14 +57,20 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     centered = x - mean
     upper = inverse_scale * (centered + half_bin)
     lower = inverse_scale * (centered - half_bin)
-    log_cdf_upper = upper - F.softplus(upper)  # log sigmoid(upper): all mass below x's bin's top
-    log_survival_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)): all mass above its bottom
-    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
-    # Where the bin's mass underflows, its density at the centre times the bin's width.
-    middle = inverse_scale * centered
-    log_density = middle - log_scale - 2.0 * F.softplus(middle) + math.log(2 * half_bin)
-    inner = torch.where(mass > 1e-5, torch.log(mass.clamp_min(1e-12)), log_density)
-    return torch.where(x < half_bin, log_cdf_upper, torch.where(x > 1 - half_bin, log_survival_lower, inner))
+    # P(lower < u < upper) = sigmoid(upper) - sigmoid(lower) = sigmoid(-lower) - sigmoid(-upper):
+    # take the side where both are small, P = a - b = a (1 - b / a), all in logs.
+    below = centered <= 0
+    log_a = F.logsigmoid(torch.where(below, upper, -lower))
+    log_b = F.logsigmoid(torch.where(below, lower, -upper))
+    inner = log_a + log1mexp(log_b - log_a)
+    first_bin = F.logsigmoid(upper)  # everything below the first bin's top
+    last_bin = F.logsigmoid(-lower)  # everything above the last bin's bottom
+    return torch.where(x < half_bin, first_bin, torch.where(x > 1 - half_bin, last_bin, inner))
+
+
+def log1mexp(a: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(a)) for a < 0, accurate at both ends (Maechler, 2012)."""
+    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
 
 
 def bits_per_dim(nats: float, values: int, likelihood: Likelihood) -> float:
