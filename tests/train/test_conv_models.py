@@ -4,7 +4,9 @@ option where it belongs, and refuse images they cannot take in one line."""
 
 from __future__ import annotations
 
+import gzip
 import math
+import struct
 
 import pytest
 import torch
@@ -149,3 +151,18 @@ def test_compile_option_compiles_the_model_that_trains(conv_config, monkeypatch)
     assert compiled == ["ImageVAE"]
     assert set(result.model.state_dict()) == set(plain.model.state_dict())  # same keys: checkpoints load
     assert result.metrics["test_loss"] == pytest.approx(plain.metrics["test_loss"], rel=1e-4)
+
+
+def test_the_conv_study_trains_on_mnist_files_where_present(compose_config, tmp_path) -> None:
+    """study=conv reads MNIST's IDX files from data.root: here ones the test writes, 28x28."""
+    pixels = torch.randint(0, 256, (40, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    for name, images in (("train-images-idx3-ubyte.gz", pixels[:30]), ("t10k-images-idx3-ubyte.gz", pixels[30:])):
+        header = struct.pack(">IIII", 0x00000803, len(images), 28, 28)
+        (tmp_path / name).write_bytes(gzip.compress(header + images.numpy().tobytes()))
+    overrides = [f"data.root={tmp_path}", "data.download=false", "data.verify_checksum=false", "data.val_size=10"]
+    tiny = ["model.channels=[4,8]", "trainer.epochs=1", "trainer.batch_size=8", "tracking=none"]
+    config = parse_run_config(compose_config("study=conv", *overrides, *tiny))
+    assert (config.data.name, config.model.name) == ("mnist", "conv")
+    result = train(config)
+    assert result.image_shape == (1, 28, 28)
+    assert result.test_inputs.unique().tolist() == [0.0, 1.0]  # the study's dynamic binarization

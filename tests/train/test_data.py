@@ -18,6 +18,7 @@ from vae_sweep.train.data import (
     IDX_TEST_FILE,
     IDX_TRAIN_FILE,
     Binarize,
+    DataSplits,
     Digits,
     IdxImages,
     Synthetic,
@@ -335,3 +336,29 @@ def test_option_files_parse_to_the_class_defaults(
     if isinstance(expected, IdxImages):
         expected = replace(expected, root=expected.root.format(data=tmp_path))
     assert spec == expected
+
+
+# --- the data contract ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (torch.full((4, 1, 3, 3), 255.0), "train split has values in [255, 255], expected [0, 1]"),
+        (torch.zeros(4, 1, 3, 3, dtype=torch.float64), "train split is torch.float64, expected torch.float32"),
+        (torch.zeros(4, 1, 3, 4), "val split has shape (2, 1, 3, 3), expected (n >= 1, 1, 3, 4)"),  # train decides
+        (torch.zeros(4, 3, 3), "samples have shape (3, 3); expected (channels, height, width) images or (d,) vectors"),
+    ],
+    ids=["pixels-0-255", "float64", "another-shape", "no-channel"],
+)
+def test_splits_that_break_the_data_contract_are_refused_in_one_line(train, message) -> None:
+    good = torch.zeros(2, 1, 3, 3)
+    with pytest.raises(DataError) as refused:
+        DataSplits(train, good if train.dim() == 4 else torch.zeros(2, 3, 3), good, Binarize.none)
+    assert str(refused.value) == message
+
+
+def test_vectors_are_data_too_without_pictures() -> None:
+    vectors = torch.rand(5, 7)
+    splits = DataSplits(vectors, vectors[:2], vectors[:2], Binarize.none)
+    assert splits.sample_shape == (7,) and splits.image_shape is None and splits.input_dim == 7

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before=load_before,
         repeats=repeats,
         throughput=throughput,
-        flops_per_sample=training_flops_per_sample(config.model.build(config.data.side**2)),
+        flops_per_sample=training_flops_per_sample(config.model.build((1, config.data.side, config.data.side))),
         peak_gflops=peak,
     )
     if 3 in args.rows:

@@ -66,7 +66,7 @@ def plain_samples_per_sec(
     On a GPU each batch is copied to it, as pytorch/examples does (``data.to(device)``).
     """
     torch.manual_seed(seed)
-    model = ExampleVAE(train.shape[1], hidden, latent).to(device)
+    model = ExampleVAE(train[0].numel(), hidden, latent).to(device)  # (n, 1, 28, 28) images, as MNIST loads
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(train), batch_size=batch_size, shuffle=True)
     model.train()

@@ -1,0 +1,47 @@
+"""studies/conv.yaml as a user runs it, on 28x28 synthetic images (debug=tiny_conv): two joblib
+workers train conv VAEs with the techniques the study picks, one MLflow child run per trial under
+the study's parent, each with its technique tags, test bits per dimension and pictures."""
+
+from __future__ import annotations
+
+import subprocess
+
+import optuna
+import pytest
+from helpers.environment import clean_env
+from helpers.run_if import VAE_TRAIN, needs_vae_train
+from mlflow import MlflowClient
+
+pytestmark = [pytest.mark.slow, needs_vae_train]
+
+
+def test_the_conv_study_sweeps_conv_techniques_on_28x28_images(tmp_path):
+    swept = subprocess.run(
+        [
+            VAE_TRAIN, "-m", "study=conv", "debug=tiny_conv", "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2", "hydra.sweeper.plots=[]",
+        ],
+        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    assert "Study 'conv': 4 trials" in swept.stdout
+    study = optuna.load_study(study_name="conv", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert {trial.state.name for trial in study.trials} <= {"COMPLETE", "PRUNED"}
+    assert len({trial.params["model.activation"] for trial in study.trials}) > 1  # techniques differ
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("vae-sweep").experiment_id])
+    (parent,) = [run for run in runs if run.data.tags.get("vae_sweep.role") == "study"]
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4
+    by_trial = {trial.number: trial for trial in study.trials}
+    for run in children:
+        trial = by_trial[int(run.data.tags["optuna.trial_number"])]
+        assert run.data.params["model._target_"] == "vae_sweep.train.conv.ConvVAESpec"
+        assert run.data.params["data.side"] == "28"
+        assert run.data.tags["technique.activation"] == trial.params["model.activation"]
+        assert run.data.tags["technique.optimizer"] == trial.params["optimizer"]
+        if trial.state.name == "COMPLETE":
+            assert run.data.metrics["test_bpd"] > 0
+            artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+            assert {"reconstructions.png", "prior_samples.png"} <= artifacts
