@@ -115,6 +115,7 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
         "hydra.sweeper.pruner.options.n_startup_trials=3",
         "hydra.sweeper.pruner.options.n_warmup_steps=1",
         "hydra.sweep.dir=sweep",
+        "hydra.sweeper.plots=[]",  # seconds of matplotlib that no test reads
         "optimizer=choice(sgd,adagrad,adam)",
         "model.activation=choice(relu,tanh)",
         "model.encoder_norm=choice(none,batchnorm)",

@@ -1,30 +1,26 @@
-"""studies/conv.yaml as a user runs it, on 28x28 synthetic images (debug=tiny_conv): two joblib
-workers train conv VAEs with the techniques the study picks, one MLflow child run per trial under
-the study's parent, each with its technique tags, test bits per dimension and pictures."""
+"""studies/conv.yaml as a user runs it, on 28x28 synthetic images (debug=tiny_conv): conv VAEs
+trained with the techniques the study picks, one MLflow child run per trial under the study's
+parent, each with its technique tags, test bits per dimension and pictures. (`vae-train -m` runs
+in the test's process, to save the seconds of a process start; parallel workers are tested with
+the MLP studies and the example package.)"""
 
 from __future__ import annotations
 
-import subprocess
-
 import optuna
 import pytest
-from helpers.environment import clean_env
-from helpers.run_if import VAE_TRAIN, needs_vae_train
+from helpers.in_process import vae_train
 from mlflow import MlflowClient
 
-pytestmark = [pytest.mark.slow, needs_vae_train]
+pytestmark = pytest.mark.slow
 
 
-def test_the_conv_study_sweeps_conv_techniques_on_28x28_images(tmp_path):
-    swept = subprocess.run(
-        [
-            VAE_TRAIN, "-m", "study=conv", "debug=tiny_conv", "hydra.sweeper.n_trials=4",
-            "hydra.sweeper.n_jobs=2", "hydra.sweeper.plots=[]",
-        ],
-        cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert swept.returncode == 0, swept.stderr[-3000:]
-    assert "Study 'conv': 4 trials" in swept.stdout
+def test_the_conv_study_sweeps_conv_techniques_on_28x28_images(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    stores = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"]
+    argv = ["-m", "study=conv", "debug=tiny_conv", "hydra.sweeper.n_trials=4", "hydra.sweeper.plots=[]", *stores]
+    swept = vae_train(tmp_path, argv, capsys)
+    assert swept.code == 0, swept.text[-3000:]
+    assert "Study 'conv': 4 trials" in swept.out
     study = optuna.load_study(study_name="conv", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert {trial.state.name for trial in study.trials} <= {"COMPLETE", "PRUNED"}
     assert len({trial.params["model.activation"] for trial in study.trials}) > 1  # techniques differ

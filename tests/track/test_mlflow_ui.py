@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers.mlflow_server import mlflow_server as running_server
 from helpers.run_if import chromium
 from mlflow.tracking import MlflowClient
 
@@ -35,29 +35,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(finished_study):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        ["mlflow", "server", "--backend-store-uri", finished_study.tracking_uri, "--host", "127.0.0.1",
-         "--port", str(port)],
-        cwd=finished_study.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not come up"
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def mlflow_server(finished_study, tmp_path_factory):
+    """`mlflow server` over the finished study's store (its runs keep their artifact paths)."""
+    with running_server(finished_study.tracking_uri, tmp_path_factory.mktemp("ui-server")) as server:
+        yield server.url
 
 
 def wait_for_text(driver, text: str, timeout: float = 30) -> str:

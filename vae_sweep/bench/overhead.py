@@ -1,6 +1,6 @@
 """Row 3: what a sweep trial costs beyond its training, and where that time goes.
 
-A real ``vae-train -m`` sweep (``timed_sweep``) runs identical 20-epoch digits trials, so every
+A real ``vae-train -m`` sweep (``timed_sweep``) runs identical digits trials (20 epochs; 3 in --quick), so every
 trial trains exactly what a bare ``train(config)`` call trains; the bare calls run in this
 process, between the sweeps. A trial's overhead is its period in the sweep (from the end of one
 trial to the end of the next, trial 0 left out: it pays the imports) minus the bare training
@@ -26,7 +26,6 @@ from vae_sweep.bench.timed_sweep import NOT_STEPS
 from vae_sweep.train.config import parse_run_config
 from vae_sweep.train.loop import train
 
-TRIAL = ("trainer.epochs=20", "optimizer.lr=0.001")
 # (name, extra overrides): the trial as the issue defines it, then with a pruner, then before the MLflow lever.
 PER_EPOCH_WRITES = "one MLflow write per epoch"
 VARIANTS = {
@@ -40,6 +39,7 @@ VARIANTS = {
 class OverheadRun:
     threads: int
     trials: int
+    epochs: int  # of every trial, swept and bare
     bare_ms: list[float] = field(default_factory=list)  # one per bare training
     # variant -> per-trial records: step label -> ms, plus "period" (the trial's wall time in the sweep)
     sweeps: dict[str, list[dict[str, float]]] = field(default_factory=dict)
@@ -62,10 +62,15 @@ class OverheadRun:
         return self.period_ms(variant) - statistics.median(self.bare_ms)
 
 
-def sweep_overrides(variant: str, trials: int, threads: int) -> list[str]:
+def trial_overrides(epochs: int) -> list[str]:
+    """The one trial every sweep and bare training runs."""
+    return [f"trainer.epochs={epochs}", "optimizer.lr=0.001"]
+
+
+def sweep_overrides(variant: str, trials: int, threads: int, epochs: int) -> list[str]:
     return [
         "-m",
-        *TRIAL,
+        *trial_overrides(epochs),
         f"trainer.num_threads={threads}",
         "hydra/sweeper=optuna",
         "hydra/launcher=joblib",
@@ -78,24 +83,24 @@ def sweep_overrides(variant: str, trials: int, threads: int) -> list[str]:
     ]
 
 
-def timed_sweep(variant: str, trials: int, threads: int) -> list[dict[str, float]]:
+def timed_sweep(variant: str, trials: int, threads: int, epochs: int) -> list[dict[str, float]]:
     """Per-trial step times of one sweep in a fresh folder (its own SQLite stores), trial 0 dropped."""
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
         timings = Path(folder) / "timings.json"
         command = [sys.executable, "-m", "vae_sweep.bench.timed_sweep", str(timings)]
-        run_in(Path(folder), [*command, *sweep_overrides(variant, trials, threads)])
+        run_in(Path(folder), [*command, *sweep_overrides(variant, trials, threads, epochs)])
         return json.loads(timings.read_text())[1:]
 
 
-def bare_config(threads: int):
+def bare_config(threads: int, epochs: int):
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="vae_sweep.conf", version_base="1.3"):
-        overrides = [*TRIAL, f"trainer.num_threads={threads}", "tracking=none"]
+        overrides = [*trial_overrides(epochs), f"trainer.num_threads={threads}", "tracking=none"]
         return parse_run_config(compose(config_name="config", overrides=overrides))
 
 
-def bare_ms(threads: int, n: int) -> list[float]:
-    config = bare_config(threads)
+def bare_ms(threads: int, n: int, epochs: int) -> list[float]:
+    config = bare_config(threads, epochs)
     times = []
     for _ in range(n):
         start = time.perf_counter()
@@ -135,13 +140,13 @@ def compose_ms(repeats: int = 10) -> dict[str, float]:
     return results
 
 
-def measure_overhead(*, trials: int, threads: int, repeats: int, variants: tuple[str, ...]) -> OverheadRun:
+def measure_overhead(*, trials: int, threads: int, repeats: int, variants: tuple[str, ...], epochs: int) -> OverheadRun:
     """Sweeps of each of ``variants`` (keys of VARIANTS) and bare trainings, interleaved ``repeats`` times."""
-    run = OverheadRun(threads=threads, trials=trials)
-    bare_ms(threads, 1)  # warm-up: the process's first training pays one-time costs
+    run = OverheadRun(threads=threads, trials=trials, epochs=epochs)
+    bare_ms(threads, 1, epochs)  # warm-up: the process's first training pays one-time costs
     for _ in range(repeats):
         for variant in variants:
-            run.sweeps.setdefault(variant, []).extend(timed_sweep(variant, trials, threads))
-            run.bare_ms.extend(bare_ms(threads, max(1, trials // len(variants))))
+            run.sweeps.setdefault(variant, []).extend(timed_sweep(variant, trials, threads, epochs))
+            run.bare_ms.extend(bare_ms(threads, max(1, trials // len(variants)), epochs))
     run.compose_ms = compose_ms()
     return run

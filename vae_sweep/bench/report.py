@@ -173,8 +173,8 @@ def overhead_section(run: OverheadRun) -> list[str]:
     lines = [
         "## 3. Per-trial framework overhead",
         "",
-        f"Identical 20-epoch digits trials (the default model, Adam, {run.threads} thread(s)) run as a real sweep",
-        "(`vae-train -m`, our sweeper, joblib launcher with one worker, local SQLite Optuna and MLflow stores,",
+        f"Identical {run.epochs}-epoch digits trials (the default model, Adam, {run.threads} thread(s)) run as a real",
+        "sweep (`vae-train -m`, our sweeper, joblib launcher with one worker, local SQLite Optuna and MLflow stores,",
         "config.yaml + state_dict + two images per run) and bare (`train(config)`, no tracking), interleaved.",
         f"Median ms per trial over {len(run.sweeps[variants[0]])} trials per variant (each sweep's first trial,",
         "which pays the imports, left out). Each step's time is exclusive (steps nested in it are subtracted),",

@@ -48,7 +48,8 @@ TECHNIQUES = ("optimizer", "scheduler", "activation", "normalization", "dropout"
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 STATE_COLUMNS = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 MLFLOW_STATUS_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAIL", "RUNNING": "RUNNING"}
-SIDE_METRICS = ("test_recon", "test_kl", "active_units", "train_seconds")  # medians beside the metric
+# Medians beside the metric; test_bpd is the images' usual unit (older runs lack it: blank).
+SIDE_METRICS = ("test_recon", "test_kl", "test_bpd", "active_units", "train_seconds")
 
 BINS = 4  # quantile bins for a numeric param ...
 MAX_LEVELS = 6  # ... with more distinct values than this
@@ -110,7 +111,7 @@ def technique_table(
     ``count`` runs, of which ``completed`` / ``pruned`` / ``failed`` (running ones make up the
     rest); ``best`` / ``median`` / ``mean`` / ``std`` of ``metric`` over the runs that have it
     (a pruned run counts with its last logged value, see ``metric_values``); the medians of
-    ``test_recon``, ``test_kl``, ``active_units`` and ``train_seconds``; ``winner`` is True on
+    ``SIDE_METRICS``; ``winner`` is True on
     the row with the best ``best`` (ties: the better median).
     """
     values = metric_values(runs, metric)
