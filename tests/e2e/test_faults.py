@@ -236,6 +236,7 @@ def test_two_parallel_jobs_on_the_default_sqlite_stores_never_find_the_database_
     logs = [out.stdout, out.stderr, *(path.read_text(errors="replace") for path in tmp_path.rglob("*.log"))]
     assert not [text for text in logs if "database is locked" in text.lower()]
     assert out.returncode == 0, out.stderr[-5000:]
+    assert f"{N_LOCAL_TRIALS} trials, 2 at a time" in out.stdout + out.stderr  # the joblib launcher's workers
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # the defaults: optuna.db and mlflow.db in the cwd
     trials = optuna.load_study(study_name="local", storage=storage).get_trials(deepcopy=False)

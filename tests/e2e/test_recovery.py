@@ -31,6 +31,8 @@ from helpers.sweep_processes import (
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from vae_sweep import cli
+
 pytestmark = [
     pytest.mark.slow,
     needs_vae_train,
@@ -79,7 +81,7 @@ def test_an_artifact_store_that_cannot_be_written_costs_the_files_not_the_metric
     assert parents[0].info.status == "FINISHED"
 
 
-def test_a_run_whose_server_died_before_its_end_is_closed_later_and_its_recovery_works(tmp_path):
+def test_a_run_whose_server_died_before_its_end_is_closed_later_and_its_recovery_works(tmp_path, monkeypatch, capsys):
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server") as server:
         command = sweep_command(
             "hydra.sweeper.n_trials=1", "trainer.epochs=80", "hydra.sweeper.pruner.name=none",
@@ -107,12 +109,15 @@ def test_a_run_whose_server_died_before_its_end_is_closed_later_and_its_recovery
         assert closed.data.metrics["trial_value"] == trials(tmp_path)[0].value
         assert "vae-reproduce --study S --trial N" in closed.data.tags["vae_sweep.incomplete"]
 
-        recovery = subprocess.run(
-            [shutil.which("vae-reproduce"), "--study", "s", "--trial", "0", "--tracking-uri", server.url],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
-        )  # fmt: skip
-        assert recovery.returncode == 0, recovery.stdout + recovery.stderr
-        assert "Verdict: recovered" in recovery.stdout
+        monkeypatch.chdir(tmp_path)  # vae-reproduce in this process: a process start saved
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+            monkeypatch.setenv(name, env[name])
+        capsys.readouterr()
+        code = cli.reproduce(["--study", "s", "--trial", "0", "--tracking-uri", server.url])
+        recovery = capsys.readouterr()
+        assert code == 0, recovery.out + recovery.err
+        assert "Verdict: recovered" in recovery.out
         (new,) = client.search_runs([experiment(client)], f"tags.reproduced_from = '{stale.info.run_id}'")
         assert new.info.status == "FINISHED" and "test_loss" in new.data.metrics
 

@@ -25,6 +25,7 @@ from vae_sweep.train.models import (
     ModelSpec,
     Normalization,
     VAEModule,
+    check_technique_fields,
     make_activation,
     output_scale,
     resolve_likelihood,
@@ -81,11 +82,7 @@ class ImageModelSpec(ModelSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("encoder_dropout", "decoder_dropout"):
-            rate = getattr(self, key)
-            require(0.0 <= rate < 1.0, key, f"must be in [0, 1), got {rate}")
-        require(self.leaky_relu_slope >= 0, "leaky_relu_slope", f"must be >= 0, got {self.leaky_relu_slope}")
-        require(self.gaussian_std > 0, "gaussian_std", f"must be > 0, got {self.gaussian_std}")
+        check_technique_fields(self)
 
     def block(self, layer: nn.Module, channels: int, norm: Normalization, dropout: float) -> list[nn.Module]:
         """``layer`` -> [norm] -> activation -> [spatial dropout]."""

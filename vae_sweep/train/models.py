@@ -171,19 +171,24 @@ class MLPVAESpec(ModelSpec):
         for key in ("encoder_hidden", "decoder_hidden"):
             sizes = getattr(self, key)
             require(all(size >= 1 for size in sizes), key, f"layer sizes must be >= 1, got {list(sizes)}")
-        for key in ("encoder_dropout", "decoder_dropout"):
-            rate = getattr(self, key)
-            require(0.0 <= rate < 1.0, key, f"must be in [0, 1), got {rate}")
-        require(self.leaky_relu_slope >= 0, "leaky_relu_slope", f"must be >= 0, got {self.leaky_relu_slope}")
-        require(self.gaussian_std > 0, "gaussian_std", f"must be > 0, got {self.gaussian_std}")
-        require(
-            not self.learn_variance or self.likelihood is Likelihood.gaussian,
-            "learn_variance",
-            "only applies to likelihood=gaussian",
-        )
+        check_technique_fields(self)
 
     def build(self, input_shape: tuple[int, ...]) -> VAE:
         return VAE(self, input_shape)
+
+
+def check_technique_fields(spec: ModelSpec) -> None:
+    """The ranges of the technique and likelihood fields that the catalog's MLP and conv specs share."""
+    for key in ("encoder_dropout", "decoder_dropout"):
+        rate = getattr(spec, key)
+        require(0.0 <= rate < 1.0, key, f"must be in [0, 1), got {rate}")
+    require(spec.leaky_relu_slope >= 0, "leaky_relu_slope", f"must be >= 0, got {spec.leaky_relu_slope}")
+    require(spec.gaussian_std > 0, "gaussian_std", f"must be > 0, got {spec.gaussian_std}")
+    require(
+        not spec.learn_variance or spec.likelihood is Likelihood.gaussian,
+        "learn_variance",
+        "only applies to likelihood=gaussian",
+    )
 
 
 def make_activation(kind: Activation, leaky_relu_slope: float, width: int) -> nn.Module:
