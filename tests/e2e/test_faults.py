@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers.environment import clean_env
-from helpers.in_process import refused
+from helpers.in_process import run_here
 from helpers.mlflow_server import mlflow_server as serve_mlflow
 from helpers.run_if import VAE_TRAIN, needs_vae_train
 from helpers.tiny import TINY_SWEEP
@@ -316,7 +316,7 @@ def test_an_unwritable_store_or_output_folder_stops_the_sweep_before_anything_is
         VAE_TRAIN, "-m", "study=quick", "hydra.sweeper.study_name=s", "hydra.sweeper.n_trials=2", *TINY_SWEEP,
         f"{key}={value}",
     ]  # fmt: skip
-    out = refused(cwd, command[1:])
+    out = run_here(cwd, command[1:])
     assert out.returncode == 2, out.stderr[-5000:]
     assert "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]

@@ -69,10 +69,12 @@ def vae_train(cwd: Path, argv: list[str], capsys: pytest.CaptureFixture[str]) ->
     return Outcome(code[0], captured.out, captured.err)
 
 
-def refused(cwd: Path, argv: Sequence[str]) -> subprocess.CompletedProcess:
-    """``vae-train ARGV`` for a command that must stop before anything runs, here rather than in a
-    process of its own (seconds of imports saved), as the ``CompletedProcess`` a test of a real
-    process reads: its exit code and what it printed."""
+def run_here(cwd: Path, argv: Sequence[str]) -> subprocess.CompletedProcess:
+    """``vae-train ARGV`` here rather than in a process of its own (seconds of imports saved), as
+    the ``CompletedProcess`` a test of a real process reads: its exit code and what it printed.
+    For commands that must stop before anything runs, and for sweeps (whose joblib workers are
+    processes of their own anyway) given absolute store URLs: MLflow keeps one store per URL in
+    a process, so a relative one would reach another test's folder."""
     out, err = io.StringIO(), io.StringIO()
     with (
         contextlib.redirect_stdout(out),

@@ -1,5 +1,6 @@
-"""End-to-end sweeps with our Optuna sweeper: real `vae-train -m` processes, real SQLite
-Optuna storages and MLflow stores in temporary folders."""
+"""End-to-end sweeps with our Optuna sweeper: `vae-train -m` with real joblib worker processes,
+real SQLite Optuna storages and MLflow stores in temporary folders. The sweeping process is the
+test's own (a process start saved per sweep); the crash and signal tests use real ones."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from helpers.environment import clean_env
-from helpers.in_process import refused, vae_train
-from helpers.run_if import VAE_TRAIN, needs_vae_train, without_cuda
+from helpers.in_process import run_here
+from helpers.run_if import needs_vae_train, without_cuda
 from helpers.tiny import TINY_SWEEP
 from mlflow.tracking import MlflowClient
 
@@ -29,8 +29,13 @@ def sweep_arguments(*overrides: str, name: str = "s") -> list[str]:
 
 
 def sweep(cwd: Path, *overrides: str, name: str = "s") -> subprocess.CompletedProcess:
-    args = [VAE_TRAIN, *sweep_arguments(*overrides, name=name)]
-    return subprocess.run(args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=300)
+    """The sweep run in this process, on the stores in ``cwd``."""
+    return run_here(cwd, sweep_arguments(*stores_in(cwd), *overrides, name=name))
+
+
+def stores_in(cwd: Path) -> list[str]:
+    """The default stores' files in ``cwd``, by absolute URLs (as a sweep run in-process needs)."""
+    return [f"tracking.uri=sqlite:///{cwd}/mlflow.db", f"hydra.sweeper.storage=sqlite:///{cwd}/optuna.db"]
 
 
 def load_study(cwd: Path, name: str = "s") -> optuna.Study:
@@ -85,15 +90,13 @@ def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(workd
     assert "Results:" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
 
 
-def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(workdir, monkeypatch, capsys):
+def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(workdir):
     assert sweep(workdir, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first").returncode == 0
 
-    def rerun(*overrides: str) -> None:  # in this process, to save a process start each time
-        stores = [f"tracking.uri=sqlite:///{workdir}/mlflow.db", f"hydra.sweeper.storage=sqlite:///{workdir}/optuna.db"]
-        outcome = vae_train(workdir, sweep_arguments(*stores, *overrides), capsys)
-        assert outcome.code == 0, outcome.text[-3000:]
+    def rerun(*overrides: str) -> None:
+        outcome = sweep(workdir, *overrides)
+        assert outcome.returncode == 0, outcome.stderr[-3000:]
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     rerun("hydra.sweeper.n_trials=3", "hydra.sweep.dir=second")
     assert [t.number for t in load_study(workdir).trials] == [0, 1, 2]
     rerun("hydra.sweeper.n_trials=3", "hydra.sweep.dir=third")
@@ -191,15 +194,8 @@ def test_max_failure_rate_stops_claiming_trials_and_says_why(workdir):
 
 
 def test_multi_objective_study_reports_its_pareto_front(workdir):
-    env = clean_env()
-    out = subprocess.run(
-        [VAE_TRAIN, "-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    argv = ["-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP, *stores_in(workdir)]
+    out = run_here(workdir, argv)
     assert out.returncode == 0, out.stderr
     study = load_study(workdir, "pareto")
     assert len(study.directions) == 2
@@ -223,7 +219,7 @@ def test_multi_objective_study_reports_its_pareto_front(workdir):
     ],
 )
 def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_path, overrides, message):
-    out = refused(tmp_path, sweep_arguments(*overrides))
+    out = run_here(tmp_path, sweep_arguments(*overrides))
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
@@ -233,7 +229,7 @@ def test_bad_sweep_settings_stop_before_any_trial_with_one_clear_message(tmp_pat
 
 @without_cuda
 def test_cuda_without_a_gpu_stops_the_sweep_before_its_study_exists(tmp_path):
-    out = refused(tmp_path, sweep_arguments("trainer.device=cuda"))
+    out = run_here(tmp_path, sweep_arguments("trainer.device=cuda"))
     assert out.returncode == 2
     assert "vae-train: error: trainer.device: cuda was asked for but torch sees no CUDA device" in out.stderr
     assert not (tmp_path / "optuna.db").exists()  # no study, no budget spent on trials that cannot run

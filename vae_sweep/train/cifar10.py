@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import io
-import os
 import pickle
 import tarfile
 import zlib
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 from vae_sweep.errors import DataError, require
-from vae_sweep.train.data import DataSpec, DataSplits, unit_images
+from vae_sweep.train.data import DataSpec, DataSplits, data_folder, require_limit_above, unit_images
 from vae_sweep.train.downloads import check_sha256, fetch_file
 from vae_sweep.train.specs import register
 
@@ -92,17 +91,11 @@ class Cifar10(DataSpec):
             "val_size",
             f"must be in [1, {TRAIN_IMAGES - 1}] (CIFAR-10 has {TRAIN_IMAGES} training images), got {self.val_size}",
         )
-        if self.limit is not None:
-            require(
-                self.limit > self.val_size,
-                "limit",
-                f"must exceed val_size={self.val_size} so training images remain, got {self.limit}",
-            )
+        require_limit_above(self.limit, self.val_size)
 
     @property
     def folder(self) -> Path:
-        root = self.root if self.root is not None else Path(os.environ.get("VAE_SWEEP_DATA", "data")) / "cifar10"
-        return Path(root).expanduser().resolve()
+        return data_folder(self.root, self.name)
 
     def check(self) -> None:
         self._read_images()

@@ -119,6 +119,19 @@ def split_by_fractions(
     return x[order[n_val + n_test :]], x[order[:n_val]], x[order[n_val : n_val + n_test]]
 
 
+def require_limit_above(limit: int | None, val_size: int) -> None:
+    """``data.limit`` (first N training images, or None: all) must leave images to train on."""
+    if limit is not None:
+        require(limit > val_size, "limit", f"must exceed val_size={val_size} so training images remain, got {limit}")
+
+
+def data_folder(root: str | None, name: str) -> Path:
+    """Where a downloaded data set lives: ``root``, or $VAE_SWEEP_DATA/<name> (data/<name> when
+    the variable is unset, as the option files say)."""
+    folder = root if root is not None else Path(os.environ.get("VAE_SWEEP_DATA", "data")) / name
+    return Path(folder).expanduser().resolve()
+
+
 def require_fractions(val_fraction: float, test_fraction: float) -> None:
     require(0.0 < val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {val_fraction}")
     require(0.0 < test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {test_fraction}")
@@ -248,17 +261,11 @@ class IdxImages(DataSpec):
         super().__post_init__()
         require(self.name in MIRRORS, "name", f"must be one of {sorted(MIRRORS)}, got {self.name!r}")
         require(self.val_size >= 1, "val_size", f"must be >= 1, got {self.val_size}")
-        if self.limit is not None:
-            require(
-                self.limit > self.val_size,
-                "limit",
-                f"must exceed val_size={self.val_size} so training images remain, got {self.limit}",
-            )
+        require_limit_above(self.limit, self.val_size)
 
     @property
     def folder(self) -> Path:
-        root = self.root if self.root is not None else Path(os.environ.get("VAE_SWEEP_DATA", "data")) / self.name
-        return Path(root).expanduser().resolve()
+        return data_folder(self.root, self.name)
 
     def check(self) -> None:
         self._read_files()
