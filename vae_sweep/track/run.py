@@ -90,9 +90,9 @@ def model_label(model: ModelSpec) -> str:
     """What a run's name says of its model: the activation of an MLP (the catalog's default
     kind), the option's name and activation of another model (``conv-relu``)."""
     activation = getattr(model, "activation", None)
-    if isinstance(model, MLPVAESpec) or activation is None:
-        return activation.value if activation is not None else model.name
-    return f"{model.name}-{activation.value}"
+    if activation is None:
+        return model.name
+    return activation.value if isinstance(model, MLPVAESpec) else f"{model.name}-{activation.value}"
 
 
 TECHNIQUE_FIELDS = ("activation", "encoder_norm", "decoder_norm", "encoder_dropout", "decoder_dropout")
