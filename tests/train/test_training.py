@@ -18,7 +18,7 @@ from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS
 from vae_sweep.train.config import RunConfig, parse_run_config
 from vae_sweep.train.data import Binarize
 from vae_sweep.train.loop import TrainResult, train
-from vae_sweep.train.models import Activation, Normalization
+from vae_sweep.train.models import Activation, Likelihood, Normalization
 from vae_sweep.train.schedules import Constant, Exponential, LRSchedule, OneCycle, Plateau, SchedulerSpec
 
 CONF_DIR = Path(str(files("vae_sweep.conf")))  # the packaged config groups
@@ -136,6 +136,21 @@ def test_learned_variance_is_trained_and_fixed_variance_is_not(tiny_config: Make
     fixed = train(tiny_config("model.likelihood=gaussian", "model.gaussian_std=0.5"))
     assert not any(name.endswith("log_std") for name, _ in fixed.model.named_parameters())
     torch.testing.assert_close(fixed.model.output_log_scale(), torch.full((1, 8, 8), math.log(0.5)))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "likelihood"),
+    [((), Likelihood.bernoulli), (("data.channels=3",), Likelihood.discretized_logistic)],
+    ids=["gray", "rgb"],
+)
+def test_an_mlp_with_likelihood_auto_takes_the_one_that_fits_the_images(
+    tiny_config: MakeConfig, overrides: tuple[str, ...], likelihood: Likelihood
+) -> None:
+    result = train(tiny_config("model.likelihood=auto", *overrides))
+    assert result.model.likelihood is likelihood
+    learned = dict(result.model.named_parameters()).get("log_std")
+    assert (learned is not None) == (likelihood is Likelihood.discretized_logistic)  # its scale is learned
+    assert math.isfinite(result.metrics["test_bpd"])
 
 
 # --- metrics ---------------------------------------------------------------------------------

@@ -122,8 +122,8 @@ def check_model(model: nn.Module, input_shape: tuple[int, ...], *, key: str = "m
     require(
         continuous == (model.output_log_scale() is not None),
         key,
-        f"{name}: output_log_scale() must return a tensor for likelihood {model.likelihood.value} and None "
-        "for bernoulli",
+        f"{name}: output_log_scale() must return "
+        f"{'a tensor' if continuous else 'None'} for likelihood {model.likelihood.value}",
     )
     x = torch.zeros(2, *input_shape, device=next(model.parameters()).device)
     was_training = model.training
@@ -280,7 +280,7 @@ class VAE(VAEModule):
         self.log_var_head = nn.Linear(encoder_sizes[-1], spec.latent_dim)
         self.decoder = mlp(spec, decoder_sizes, spec.decoder_norm, spec.decoder_dropout)
         self.output = nn.Linear(decoder_sizes[-1], input_dim)
-        output_scale(self, spec.likelihood, self.input_shape, spec.gaussian_std, spec.learn_variance)
+        output_scale(self, self.likelihood, self.input_shape, spec.gaussian_std, spec.learn_variance)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(x.flatten(1))
