@@ -66,6 +66,11 @@ def feature_norm(kind: Normalization, channels: int) -> nn.Module | None:
     return None
 
 
+def spatial_dropout(rate: float) -> list[nn.Module]:
+    """Dropout of whole feature maps (Tompson et al., 2015), or nothing at rate 0."""
+    return [nn.Dropout2d(rate)] if rate > 0 else []
+
+
 @dataclass
 class ImageModelSpec(ModelSpec):
     """Fields the convolutional models share: what follows each layer, and the likelihood."""
@@ -87,9 +92,7 @@ class ImageModelSpec(ModelSpec):
     def block(self, layer: nn.Module, channels: int, norm: Normalization, dropout: float) -> list[nn.Module]:
         """``layer`` -> [norm] -> activation -> [spatial dropout]."""
         parts = [layer, feature_norm(norm, channels), make_activation(self.activation, self.leaky_relu_slope, channels)]
-        if dropout > 0:
-            parts.append(nn.Dropout2d(dropout))
-        return [part for part in parts if part is not None]
+        return [part for part in parts if part is not None] + spatial_dropout(dropout)
 
     def feature_sizes(self, input_shape: tuple[int, ...], layers: int) -> list[tuple[int, int]]:
         """(height, width) of the images and of the feature maps after each of ``layers``
@@ -223,10 +226,10 @@ class ResNetVAESpec(ImageModelSpec):
             encoder += self.block(nn.Conv2d(fan_in, width, KERNEL, STRIDE, PADDING), width, self.encoder_norm, 0.0)
         encoder += [nn.Conv2d(width, width, 3, padding=1)]
         encoder += [Residual(self, self.encoder_norm) for _ in range(self.residual_blocks)]
-        encoder += [act()] + ([nn.Dropout2d(self.encoder_dropout)] if self.encoder_dropout > 0 else [])
+        encoder += [act(), *spatial_dropout(self.encoder_dropout)]
         decoder: list[nn.Module] = [nn.Conv2d(width, width, 3, padding=1)]
         decoder += [Residual(self, self.decoder_norm) for _ in range(self.residual_blocks)]
-        decoder += [act()] + ([nn.Dropout2d(self.decoder_dropout)] if self.decoder_dropout > 0 else [])
+        decoder += [act(), *spatial_dropout(self.decoder_dropout)]
         for layer in range(self.downsamplings, 0, -1):
             fan_out = input_shape[0] if layer == 1 else width
             up = upsampling(width, fan_out, sizes[layer], sizes[layer - 1])

@@ -63,7 +63,7 @@ class DataSplits:
     def image_shape(self) -> tuple[int, int, int] | None:
         """``(channels, height, width)`` for pictures, or None for vectors."""
         shape = self.sample_shape
-        return (shape[0], shape[1], shape[2]) if len(shape) == 3 else None
+        return shape if len(shape) == 3 else None
 
     @property
     def input_dim(self) -> int:
