@@ -7,7 +7,7 @@ The parts, and who may import whom (``tests/test_layout.py`` reads the imports a
   ``errors``, ``names`` and ``interrupts``.
 - ``track/``: MLflow. One tracked training run, its batched logging, pictures, store checks.
   May import ``train/``; never ``sweep/``.
-- ``sweep/``: the Optuna sweeper behind ``hydra/sweeper=optuna``: search space, study and
+- ``sweep/``: the Optuna sweeper behind ``hydra/sweeper=vae_sweep``: search space, study and
   storage, workers, the pruning bridge, results. May import ``track/`` and ``train/``.
 - ``compare/`` (vae-compare) and ``reproduce/`` (vae-reproduce): read finished studies and runs
   back out. May import ``track/`` and ``train/``.
@@ -17,6 +17,23 @@ The parts, and who may import whom (``tests/test_layout.py`` reads the imports a
   signal state), ``overrides`` (Hydra override text), ``local_stores`` (the SQLite files and
   folders every part writes).
 - ``cli``: the console entry points, and the one place that turns errors into exit codes.
+
+One name is public here for any Hydra app swept by ``hydra/sweeper=vae_sweep``:
+``current_trial()`` (``sweep.current_trial``), loaded when first used so that ``import
+vae_sweep`` stays light.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["current_trial"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "current_trial":
+        from vae_sweep.sweep.current_trial import current_trial
+
+        return current_trial
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``hydra/sweeper=optuna``: a thin Sweeper delegating to ``vae_sweep.sweep.sweeper``.
+"""``hydra/sweeper=vae_sweep``: a thin Sweeper delegating to ``vae_sweep.sweep.sweeper``.
 
 Hydra imports every module under ``hydra_plugins`` when it starts, so this one stays light:
 Optuna and MLflow are imported only when a sweep actually begins.
@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 
-ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperSettings, provider="vae-sweep")
+ConfigStore.instance().store(group="hydra/sweeper", name="vae_sweep", node=OptunaSweeperSettings, provider="vae-sweep")
 
 
 class OptunaSweeper(Sweeper):

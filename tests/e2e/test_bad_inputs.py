@@ -338,7 +338,7 @@ def study_folder(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") 
 STUDY_HEADER = """\
 # @package _global_
 defaults:
-  - override /hydra/sweeper: optuna
+  - override /hydra/sweeper: vae_sweep
 hydra:
   sweeper:
     n_trials: 1
@@ -414,7 +414,7 @@ def test_a_missing_mnist_folder_names_the_files_the_folder_and_the_switch(tmp_pa
 @needs_vae_train
 def test_missing_data_stops_a_sweep_before_its_first_trial(tmp_path: Path):
     folder = tmp_path / "nowhere"
-    sweep = ["-m", *mnist(folder, "data.download=false"), "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1"]
+    sweep = ["-m", *mnist(folder, "data.download=false"), "hydra/sweeper=vae_sweep", "hydra.sweeper.n_trials=1"]
     out = run(tmp_path, VAE_TRAIN, *sweep, "optimizer.lr=choice(0.001,0.01)")
     assert out.returncode == 2, out.stderr
     assert one_error_line(out.stderr).startswith(f"mnist: missing {idx.IDX_TRAIN_FILE}")

@@ -277,7 +277,7 @@ def test_a_sweep_whose_trials_all_failed_starts_afresh_beside_the_old_study(tmp_
 def test_n_jobs_without_a_parallel_launcher_is_refused_naming_the_fix(tmp_path, no_tracking_variable, capsys):
     """The fix, the same sweep with hydra/launcher=joblib running two at a time, is the parallel
     sweep of tests/e2e/test_faults.py (its study file selects the joblib launcher)."""
-    plain = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.plots=[]"]
+    plain = ["hydra/sweeper=vae_sweep", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra.sweeper.plots=[]"]
     common = [*TINY_SWEEP, f"hydra.sweep.dir={tmp_path}/multirun", "optimizer.lr=interval(1e-3, 1e-2)"]
     refused = vae_train(tmp_path, ["-m", *plain, *common], capsys)
     assert refused.error_lines() == [

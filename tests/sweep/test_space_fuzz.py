@@ -310,13 +310,15 @@ def test_a_well_formed_interval_is_exactly_that_distribution_or_names_its_bound(
 
 @FUZZ
 @given(start=st.integers(-50, 50), stop=st.integers(-50, 50), step=st.integers(1, 7))
-def test_a_well_formed_integer_range_has_pythons_values(start: int, stop: int, step: int):
+def test_a_well_formed_integer_range_includes_its_stop_as_the_official_plugin_reads_it(
+    start: int, stop: int, step: int
+):
     try:
         distribution = parse_distribution("x", f"range({start}, {stop}, {step})", key="k")
     except ConfigError as error:
-        assert start >= stop and "is empty" in error.message
+        assert start > stop and "is empty" in error.message
         return
-    values = list(range(start, stop, step))
+    values = list(range(start, stop + 1, step))
     assert distribution == IntDistribution(values[0], values[-1], step=step)
     assert list(range(distribution.low, distribution.high + 1, distribution.step)) == values
 
@@ -327,12 +329,12 @@ def test_a_well_formed_integer_range_has_pythons_values(start: int, stop: int, s
     width=st.decimals("0.01", "5", places=2),
     step=st.decimals("0.01", "2", places=2),
 )
-def test_a_float_range_stops_before_its_stop_at_the_decimal_step(start: Decimal, width: Decimal, step: Decimal):
+def test_a_float_range_ends_at_the_last_decimal_step_not_above_its_stop(start: Decimal, width: Decimal, step: Decimal):
     stop = start + width
     distribution = parse_distribution("x", f"range({start}, {stop}, {step})", key="k")
-    last = start + ((width / step).to_integral_value(rounding="ROUND_CEILING") - 1) * step
+    last = start + (width / step).to_integral_value(rounding="ROUND_FLOOR") * step
     assert distribution == FloatDistribution(float(start), float(last), step=float(step))
-    assert last < stop <= last + step
+    assert last <= stop < last + step
 
 
 @FUZZ

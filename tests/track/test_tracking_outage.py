@@ -100,7 +100,7 @@ def test_a_sweep_survives_its_tracking_server_freezing_and_dying(tmp_path: Path)
         command = [
             sys.executable, "-c", "from vae_sweep.cli import train_app; train_app()", "-m", *TINY_SWEEP,
             f"trainer.epochs={EPOCHS}", "tracking.flush_seconds=0", f"tracking.uri={server.url}",
-            "hydra/sweeper=optuna", "hydra/launcher=joblib", "hydra.sweeper.study_name=outage",
+            "hydra/sweeper=vae_sweep", "hydra/launcher=joblib", "hydra.sweeper.study_name=outage",
             f"hydra.sweeper.storage={storage}", f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.n_jobs=1",
             "hydra.sweeper.sampler.seed=0", "optimizer.lr=tag(log, interval(1e-3, 1e-2))",
         ]  # fmt: skip

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from hydra._internal.hydra import Hydra
-from hydra._internal.utils import create_config_search_path
+from hydra import compose, initialize_config_module
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vae_sweep.sweep.compose import TrialComposer
@@ -28,15 +27,12 @@ def fresh_global_hydra() -> Iterator[None]:
     GlobalHydra.instance().clear()
 
 
-def hydra_for(study: str) -> tuple[Hydra, DictConfig]:
-    """Hydra's loader and the multirun master config, as ``vae-train -m study=NAME`` builds them."""
-    hydra = Hydra.create_main_hydra2(
-        task_name="cli", config_search_path=create_config_search_path("pkg://vae_sweep.conf")
-    )
-    master = hydra.compose_config(
-        "config", [f"study={study}", *FIXED], run_mode=RunMode.MULTIRUN, with_log_configuration=False
-    )
-    return hydra, master
+def hydra_for(study: str) -> tuple[ConfigLoader, DictConfig]:
+    """Hydra's loader and the multirun master config, as ``vae-train -m study=NAME`` builds them
+    (through Hydra's public compose API)."""
+    initialize_config_module("vae_sweep.conf", version_base="1.3", job_name="cli")
+    master = compose("config", [f"study={study}", *FIXED, "hydra.mode=MULTIRUN"], return_hydra_config=True)
+    return GlobalHydra.instance().config_loader(), master
 
 
 def trial_overrides(master: DictConfig, n: int) -> list[list[str]]:
@@ -53,20 +49,20 @@ def resolved_app_config(config: DictConfig) -> dict:
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_cached_composition_equals_hydras_for_every_trial(study: str) -> None:
-    hydra, master = hydra_for(study)
-    composer = TrialComposer(hydra.config_loader, master)
+    loader, master = hydra_for(study)
+    composer = TrialComposer(loader, master)
     trials = trial_overrides(master, 8)
     for overrides in trials:
         ours = composer.compose(overrides)
-        theirs = hydra.config_loader.load_sweep_config(master, overrides)
+        theirs = loader.load_sweep_config(master, overrides)
         assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), overrides
         assert resolved_app_config(ours) == resolved_app_config(theirs)
     assert len(composer.trees) <= len(trials)
 
 
 def test_value_overrides_reuse_one_composition_and_do_not_leak_between_trials() -> None:
-    hydra, master = hydra_for("quick")
-    composer = TrialComposer(hydra.config_loader, master)
+    loader, master = hydra_for("quick")
+    composer = TrialComposer(loader, master)
     first = composer.compose(["optimizer=adam", "optimizer.lr=0.01"])
     second = composer.compose(["optimizer=adam", "optimizer.lr=0.002"])
     third = composer.compose(["optimizer=rmsprop", "optimizer.lr=0.002"])
@@ -78,10 +74,10 @@ def test_value_overrides_reuse_one_composition_and_do_not_leak_between_trials() 
 
 
 def test_a_bad_value_override_fails_like_hydra() -> None:
-    hydra, master = hydra_for("quick")
-    composer = TrialComposer(hydra.config_loader, master)
+    loader, master = hydra_for("quick")
+    composer = TrialComposer(loader, master)
     with pytest.raises(Exception, match=r"optimizer\.no_such_key") as ours:
         composer.compose(["optimizer=adam", "optimizer.no_such_key=1"])
     with pytest.raises(Exception, match=r"optimizer\.no_such_key") as theirs:
-        hydra.config_loader.load_sweep_config(master, ["optimizer=adam", "optimizer.no_such_key=1"])
+        loader.load_sweep_config(master, ["optimizer=adam", "optimizer.no_such_key=1"])
     assert type(ours.value) is type(theirs.value)

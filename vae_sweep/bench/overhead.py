@@ -72,7 +72,7 @@ def sweep_overrides(variant: str, trials: int, threads: int, epochs: int) -> lis
         "-m",
         *trial_overrides(epochs),
         f"trainer.num_threads={threads}",
-        "hydra/sweeper=optuna",
+        "hydra/sweeper=vae_sweep",
         "hydra/launcher=joblib",
         "hydra.sweeper.study_name=overhead",
         f"hydra.sweeper.n_trials={trials}",

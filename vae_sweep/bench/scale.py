@@ -80,7 +80,7 @@ def long_sweep_rss(trials: int) -> list[float]:
         timings = Path(folder) / "timings.json"
         command = [sys.executable, "-m", "vae_sweep.bench.timed_sweep", str(timings), "-m", *TINY_TRIAL]
         sweep = [
-            "hydra/sweeper=optuna",
+            "hydra/sweeper=vae_sweep",
             "hydra/launcher=joblib",
             f"hydra.sweeper.n_trials={trials}",
             "hydra.sweeper.n_jobs=1",

@@ -1,4 +1,4 @@
-"""The Optuna sweeper behind ``hydra/sweeper=optuna``: the search space (``space``,
+"""The Optuna sweeper behind ``hydra/sweeper=vae_sweep``: the search space (``space``,
 ``distributions``), the study and its storage (``study``, ``locks``, ``owners``, ``retry``), the
 workers that claim and run trials (``worker``, ``trial_link``), the study's MLflow parent run
 (``parent_run``) and the results (``results``). May use ``vae_sweep.track`` and

@@ -4,21 +4,27 @@ combination of config-group choices instead of one per trial.
 Hydra rebuilds the defaults tree and merges every option file for each job (about 100 ms with
 our seven groups). Only overrides that pick config-group options change that tree; the rest
 set values, which Hydra applies after composition anyway. So the tree is composed once per
-set of group choices and cached, and each trial applies its value overrides to a copy with
-Hydra's own override code. tests/train/test_compose.py checks that the result equals
-``load_sweep_config`` for every trial of the shipped studies.
+set of group choices and cached, and each trial sets its values on a copy with
+``OmegaConf.update``, as Hydra does for a plain ``key=value``. Only public Hydra API is used:
+anything but a plain ``key=value`` of an existing key (``+key``, ``~key``, a package, a group)
+is part of the cache key and goes through Hydra's own composition, and so does a value that
+cannot be set (Hydra then raises its own message). tests/train/test_compose.py checks that
+the result equals ``load_sweep_config`` for every trial of the shipped studies and of a plain
+Hydra app.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from collections.abc import Sequence
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, open_dict
+from hydra.core.override_parser.types import Override, OverrideType
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 
 class TrialComposer:
@@ -30,29 +36,43 @@ class TrialComposer:
         self.parser = OverridesParser.create()
         self.trees: dict[tuple[str, ...], DictConfig] = {}  # group-choice overrides -> composed config
 
-    def changes_defaults(self, override: Override) -> bool:
-        """Whether Hydra would treat ``override`` as a defaults-list change rather than a value.
-        Anything unusual (a package, a delete, a Hydra override) counts as a change: it is then
-        part of the cache key and goes through Hydra's full composition."""
-        if override.package is not None or override.is_delete() or override.is_hydra_override():
-            return True
-        repository = getattr(self.config_loader, "repository", None)
-        return repository is None or repository.group_exists(override.key_or_group)
+    @functools.cached_property
+    def sources(self) -> list:
+        return self.config_loader.get_sources()
+
+    def sets_a_value(self, override: Override) -> bool:
+        """Whether ``override`` is a plain ``key=value`` that Hydra applies after composition."""
+        if override.type is not OverrideType.CHANGE or override.package is not None or override.is_hydra_override():
+            return False
+        group = override.key_or_group.replace(".", "/")
+        return not any(source.is_group(group) for source in self.sources)
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(list(overrides))
-        choices = tuple(o.input_line for o in parsed if self.changes_defaults(o))
-        values = [o for o in parsed if not self.changes_defaults(o)]
+        choices = tuple(o.input_line for o in parsed if not self.sets_a_value(o))
         tree = self.trees.get(choices)
         if tree is None:
             tree = self.trees[choices] = self.config_loader.load_sweep_config(self.master_config, list(choices))
         config = copy.deepcopy(tree)
-        ConfigLoaderImpl._apply_overrides_to_config(values, config)
+        try:
+            for override in parsed:
+                if self.sets_a_value(override):
+                    OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
+        except OmegaConfBaseException:  # an unknown key, a wrong type: Hydra's own message
+            return self.config_loader.load_sweep_config(self.master_config, list(overrides))
         task = [o for o in parsed if not o.is_hydra_override()]
-        dirname = config.hydra.job.config.override_dirname
         with open_dict(config.hydra):
             config.hydra.overrides.task = [o.input_line for o in task]
-            config.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=task, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys
-            )
+            options = config.hydra.job.config.override_dirname
+            if not OmegaConf.is_interpolation(config.hydra.job, "override_dirname"):  # Hydra < 1.4 stores it
+                config.hydra.job.override_dirname = override_dirname(
+                    task, kv_sep=options.kv_sep, item_sep=options.item_sep, exclude_keys=options.exclude_keys
+                )
         return config
+
+
+def override_dirname(overrides: Sequence[Override], *, kv_sep: str, item_sep: str, exclude_keys: Sequence[str]) -> str:
+    """``hydra.job.override_dirname`` as Hydra 1.3 writes it: the task's overrides but the
+    excluded keys, sorted, joined by ``item_sep``, each ``=`` written as ``kv_sep``."""
+    lines = sorted(o.input_line for o in overrides if o.key_or_group not in exclude_keys)
+    return re.sub("=", kv_sep, item_sep.join(lines))

@@ -8,7 +8,7 @@ values, its extremes (what a space is validated at) and a trial's suggestion.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -49,7 +49,9 @@ def parse_distribution(name: str, text: str, *, key: str) -> Distribution | None
     log = "log" in sweep.tags
     if isinstance(sweep, IntervalSweep):
         return _interval(sweep.start, sweep.end, log=log, text=text, key=key)
-    require(not sweep.shuffle, key, f"shuffle() in {text!r} has no meaning here: the sampler picks values; remove it")
+    if isinstance(sweep, RangeSweep) and sweep.shuffle:  # the official plugin's reading: its values, as choices
+        require(not log, key, f"tag(log, ...) in {text!r} applies to range(...) or interval(...), not to shuffle(...)")
+        return _categorical([*override.sweep_iterator()], text=text, key=key)
     if isinstance(sweep, RangeSweep):
         return _range(sweep.start, sweep.stop, sweep.step, log=log, text=text, key=key)
     require(not log, key, f"tag(log, ...) in {text!r} applies to range(...) or interval(...), not to choice(...)")
@@ -78,13 +80,14 @@ def _categorical(choices: list[Any], *, text: str, key: str) -> CategoricalDistr
 
 
 def _range(start: float, stop: float, step: float, *, log: bool, text: str, key: str) -> Distribution:
-    """Hydra's range stops before ``stop``, like Python's; Optuna's bounds are inclusive, so high is the last value."""
+    """``stop`` included, as the official Optuna sweeper reads a range (unlike Hydra's basic
+    sweeper and Python): high is the last value of ``start + k * step`` not above ``stop``."""
     bounds = (start, stop, step)
     require(not any(isinstance(v, bool) for v in bounds), key, f"{text!r} takes numbers, not true or false")
     require(all(map(math.isfinite, bounds)), key, f"{text!r} needs finite numbers")
     require(step > 0, key, f"{text!r} needs a positive step (Optuna's distributions are ascending)")
-    require(start < stop, key, f"{text!r} is empty: start must be below stop, which is excluded as in Python")
-    count = ((_decimal(stop) - _decimal(start)) / _decimal(step)).to_integral_value(rounding=ROUND_CEILING)
+    require(start <= stop, key, f"{text!r} is empty: start must not be above stop")
+    count = ((_decimal(stop) - _decimal(start)) / _decimal(step)).to_integral_value(rounding=ROUND_FLOOR) + 1
     last = _decimal(start) + (count - 1) * _decimal(step)
     if log:
         require(start > 0, key, f"tag(log, ...) needs a positive start, got {text!r}")

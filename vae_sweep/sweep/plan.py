@@ -6,11 +6,12 @@ rebuilds its own storage, sampler and pruner from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.storages import RDBStorage
 
+from vae_sweep.sweep.apps import App, VaeTrain
 from vae_sweep.sweep.retry import RetryTrial
 from vae_sweep.sweep.samplers_and_pruners import SEQUENCE_SAMPLERS, make_pruner, make_sampler
 from vae_sweep.sweep.space import SearchSpace
@@ -30,7 +31,7 @@ class SweepPlan:
     pruner_name: str
     pruner_options: dict
     n_jobs: int
-    local_workers: bool  # all workers on this machine (joblib): they split its cores
+    local_workers: bool  # all workers on this machine (joblib, submitit_local, a local Ray): they split its cores
     max_failure_rate: float
     heartbeat_interval: int
     grace_period: int | None
@@ -40,6 +41,7 @@ class SweepPlan:
     launch_id: str = ""  # one per sweep command: its workers know each other by it
     searchpath: tuple[str, ...] = ()  # hydra.searchpath: config folders of one's own (an extension's options)
     sweeper_pid: int = 0  # the process that runs the sweep; its local workers watch it
+    app: App = field(default_factory=VaeTrain)  # the app swept: vae-train or any other Hydra app
 
     @property
     def heartbeats(self) -> bool:

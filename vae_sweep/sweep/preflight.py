@@ -15,7 +15,7 @@ from vae_sweep.track.stores import prepare_mlflow_store
 from vae_sweep.track.urls import masked
 
 
-def prepare_tracking_store(uri: str, experiment: str) -> None:
+def prepare_tracking_store(uri: str, experiment: str, *, key: str = "tracking.uri") -> None:
     """A new local MLflow store made whole (its migrations take seconds), in WAL mode for the
     parallel workers, and its experiment usable, before the study exists; MLflow itself is
     imported here, before any lock is taken."""
@@ -28,7 +28,7 @@ def prepare_tracking_store(uri: str, experiment: str) -> None:
         enable_sqlite_wal(uri)
     except (sqlite3.Error, *TRACKING_ERRORS) as error:  # a damaged store, a full disk, a schema MLflow refuses
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError("tracking.uri", f"cannot open the MLflow store {masked(uri)}: {first[:300]}") from None
+        raise ConfigError(key, f"cannot open the MLflow store {masked(uri)}: {first[:300]}") from None
 
 
 def check_output_folder(folder: Path) -> None:

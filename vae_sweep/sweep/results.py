@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 
 
 def single_run_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
-    """A single ``vae-train`` run with the trial's overrides: no sweep, same config. A fixed value
-    given on the command line is both a base override and one of the space's; it is written once."""
+    """A single run of the app (``vae-train``, ``python sphere.py``) with the trial's overrides:
+    no sweep, same config. A fixed value given on the command line is both a base override and
+    one of the space's; it is written once."""
     values = {name: trial.params[name] for name in plan.space.params if name in trial.params}
     searchpath = [f"hydra.searchpath=[{','.join(plan.searchpath)}]"] if plan.searchpath else []
-    return shlex.join(["vae-train", *searchpath, *dict.fromkeys([*plan.base_overrides, *plan.space.overrides(values)])])
+    overrides = dict.fromkeys([*plan.base_overrides, *plan.space.overrides(values)])
+    return " ".join([plan.app.command, shlex.join([*searchpath, *overrides])]).strip()
 
 
 def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:

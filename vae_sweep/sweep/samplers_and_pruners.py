@@ -59,16 +59,70 @@ def checked_call(factory: Callable[..., Any], key: str, options: Mapping[str, An
         raise ConfigError(f"{key}.options", f"{factory.__name__} refused {dict(options)}: {error}") from None
 
 
+def sampler_class(name: str) -> Callable[..., optuna.samplers.BaseSampler] | None:
+    """A short name of ``SAMPLERS``, or the name of another sampler class of ``optuna.samplers``."""
+    if name in SAMPLERS:
+        return SAMPLERS[name]
+    found = getattr(optuna.samplers, name, None)
+    return found if isinstance(found, type) and issubclass(found, optuna.samplers.BaseSampler) else None
+
+
+def sampler_choice(node: Mapping[str, Any]) -> tuple[str, int | None, dict[str, Any]]:
+    """``(name, seed, options)`` from ``hydra.sweeper.sampler``, written as ours,
+    ``{name: tpe, seed: 1, options: {...}}``, or as the official plugin's,
+    ``{_target_: optuna.samplers.TPESampler, seed: 1, n_startup_trials: 5}``. Only classes of
+    ``optuna.samplers`` may be named: a config never makes another object."""
+    key = "hydra.sweeper.sampler"
+    rest = dict(node)
+    seed = rest.pop("seed", None)
+    require(
+        seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
+        f"{key}.seed",
+        f"must be an integer or null, got {seed!r}",
+    )
+    target = rest.pop("_target_", None)
+    name = rest.pop("name", "tpe")
+    options = dict(rest.pop("options", None) or {})
+    if target is None:
+        require(
+            not rest,
+            key,
+            f"unknown key(s) {', '.join(sorted(rest))}: a sampler has name, seed and options, or is written "
+            "as {_target_: optuna.samplers.<Class>, <its arguments>}",
+        )
+        return name, seed, options
+    module, _, class_name = str(target).rpartition(".")
+    cls = sampler_class(class_name) if module == "optuna.samplers" else None
+    require(
+        cls is not None,
+        f"{key}._target_",
+        f"{target!r} is not a sampler class of optuna.samplers; only those may be named "
+        "(e.g. optuna.samplers.TPESampler)",
+    )
+    short = next((short for short, factory in SAMPLERS.items() if factory is cls), class_name)
+    require(
+        name in ("tpe", short),  # tpe is the default, present unless replaced
+        f"{key}.name",
+        f"name {name!r} and _target_ {target!r} pick different samplers; keep one of them",
+    )
+    return short, seed, {**rest, **options}
+
+
 def make_sampler(
     name: str, seed: int | None, options: Mapping[str, Any], space: SearchSpace
 ) -> optuna.samplers.BaseSampler:
     """The sampler; ``grid`` enumerates ``space.grid()`` (every value of every parameter)."""
     key = "hydra.sweeper.sampler"
-    require(name in SAMPLERS, f"{key}.name", f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    factory = sampler_class(name)
+    require(
+        factory is not None,
+        f"{key}.name",
+        f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)} or a class of optuna.samplers",
+    )
     fixed: dict[str, Any] = {} if seed is None else {"seed": seed}
-    if name == "grid":
+    if factory is optuna.samplers.GridSampler:
         fixed["search_space"] = space.grid()
-    return checked_call(SAMPLERS[name], key, options, **fixed)
+    return checked_call(factory, key, options, **fixed)
 
 
 def make_pruner(name: str, options: Mapping[str, Any], *, multi_objective: bool) -> optuna.pruners.BasePruner:

@@ -1,6 +1,6 @@
 """The sweeper's settings under ``hydra.sweeper.*``, as typed dataclasses.
 
-Registered in Hydra's ConfigStore by the plugin facade (``hydra/sweeper=optuna``), so a
+Registered in Hydra's ConfigStore by the plugin facade (``hydra/sweeper=vae_sweep``), so a
 typo or a wrong type in ``hydra.sweeper.n_trials=abc`` is refused by Hydra itself and
 ``vae-train --cfg hydra`` shows every setting with its default.
 """
@@ -15,13 +15,12 @@ from vae_sweep.names import DEFAULT_STORAGE
 SWEEPER_TARGET = "hydra_plugins.vae_sweep_optuna.optuna_sweeper.OptunaSweeper"
 
 
-@dataclass
-class SamplerSettings:
-    # tpe, random, grid, cmaes, gp, nsgaii, qmc
-    name: str = "tpe"
-    seed: int | None = None
-    # Extra keyword arguments for the Optuna sampler, e.g. {multivariate: true, group: true}.
-    options: dict[str, Any] = field(default_factory=dict)
+def default_sampler() -> dict[str, Any]:
+    """``{name, seed, options}``: name is tpe, random, grid, cmaes, gp, nsgaii, qmc or another
+    class of ``optuna.samplers``; options are its keyword arguments, e.g. {multivariate: true}.
+    The official plugin's form, ``{_target_: optuna.samplers.TPESampler, seed: 1, ...}``, is read
+    too (``vae_sweep.sweep.samplers_and_pruners.sampler_choice``), so the node is not typed."""
+    return {"name": "tpe", "seed": None, "options": {}}
 
 
 @dataclass
@@ -35,17 +34,21 @@ class PrunerSettings:
 @dataclass
 class OptunaSweeperSettings:
     _target_: str = SWEEPER_TARGET
+    # Hydra hands the settings over as written: a sampler written as {_target_: ...} is made by
+    # us, from optuna.samplers only (sampler_choice), not by Hydra's instantiate.
+    _recursive_: bool = False
     # Defaults to the study file's name (study=NAME) or "vae-sweep".
     study_name: str | None = None
-    # Persistent and local by default, so re-running the same command resumes the study.
-    storage: str = DEFAULT_STORAGE
+    # Persistent and local by default, so re-running the same command resumes the study (null,
+    # which the official plugin reads as in memory, means this default too).
+    storage: str | None = DEFAULT_STORAGE
     # "minimize", "maximize", or a list of them for a multi-objective study.
     direction: Any = "minimize"
     # The study's total budget: finished trials from earlier runs count toward it.
     n_trials: int = 20
     # Trials running at the same time on this machine (one worker process each).
     n_jobs: int = 1
-    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    sampler: Any = field(default_factory=default_sampler)
     pruner: PrunerSettings = field(default_factory=PrunerSettings)
     # The search space: key -> Hydra override grammar (choice, range, interval, tag(log, ...))
     # or a mapping of conditions (see docs/studies.md).
@@ -63,3 +66,8 @@ class OptunaSweeperSettings:
     heartbeat_interval: int = 30
     grace_period: int | None = None
     max_retry: int = 1
+    # MLflow for an app that is not vae-train (which sets tracking.uri itself): a parent run per
+    # study and a child run per trial with its params, state and value (docs/studies.md).
+    tracking_uri: str | None = None
+    # The MLflow experiment of those runs; null: the app's job name.
+    experiment: str | None = None

@@ -3,7 +3,8 @@
 Order matters: every check that can fail (search space, sampler, pruner, storage, tracking
 server, the config of every choice and bound in the space, that the stores and the output
 folder can be written) runs before the first trial, and all but the storage's before anything
-is written to a store.
+is written to a store. What is particular to the app swept (vae-train or any other) is in
+``apps``.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ from optuna.trial import TrialState
 from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full, require
 from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlite_file
-from vae_sweep.names import DEFAULT_EXPERIMENT
+from vae_sweep.names import DEFAULT_STORAGE
+from vae_sweep.sweep.apps import App, Tracking, app_for
 from vae_sweep.sweep.arguments import merge_params, parse_directions, split_arguments
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.results import PLOTS, save_plots, summarize, write_results
+from vae_sweep.sweep.samplers_and_pruners import sampler_choice
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import (
@@ -51,9 +54,7 @@ from vae_sweep.sweep.study import (
     storage_backend,
 )
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
-from vae_sweep.track.stores import check_reachable
 from vae_sweep.track.urls import masked
-from vae_sweep.train.config import MlflowTracking, RunConfig, parse_run_config
 
 log = logging.getLogger(__name__)
 MAX_TRIALS = 100_000  # budget slots are written one by one (a few hundred a second on SQLite)
@@ -68,6 +69,7 @@ class OptunaSweeperImpl:
         self.hydra_context = hydra_context
         self.task_function = task_function
         self.config = config
+        self.app: App = app_for(task_function)
 
     def sweep(self, arguments: list[str]) -> list[WorkerSummary]:
         interrupts.install()
@@ -178,6 +180,9 @@ class OptunaSweeperImpl:
             merge_params(study_params, sweeps, fixed), narrowed=frozenset(sweeps) & frozenset(study_params)
         )
         directions = parse_directions(settings.direction)
+        sampler_name, sampler_seed, sampler_options = sampler_choice(
+            OmegaConf.to_container(settings.sampler, resolve=True)
+        )
         self.plot_names()  # an unknown plot is refused now, not after the last trial
         require(
             1 <= settings.n_trials <= MAX_TRIALS,
@@ -202,23 +207,20 @@ class OptunaSweeperImpl:
             f"must be > 0 seconds or null (twice the heartbeat interval), got {settings.grace_period}",
         )
         require(settings.max_retry >= 0, "hydra.sweeper.max_retry", f"must be >= 0, got {settings.max_retry}")
-        base = self.validate_configs(fixed, space, len(directions))
-        base.trainer.resolve_device()  # cuda asked for on a machine without one
-        base.data.check()  # missing or corrupt data files would fail every trial
-        tracking = base.tracking
-        if isinstance(tracking, MlflowTracking):
-            check_reachable(tracking.uri)
+        tracking = self.app.check(self.task_config, fixed, space, len(directions), self.config.hydra)
+        if tracking is not None:  # workers in job folders (hydra.job.chdir=true) open this very store
+            tracking = dataclasses.replace(tracking, uri=absolute_sqlite_url(tracking.uri, Path.cwd()))
         plan = SweepPlan(
             study_name=self.study_name(),
             # Workers (in job folders with hydra.job.chdir=true, or other processes) open this very file.
-            storage_url=absolute_sqlite_url(settings.storage, Path.cwd()),
+            storage_url=absolute_sqlite_url(settings.storage or DEFAULT_STORAGE, Path.cwd()),
             directions=directions,
             space=space,
             base_overrides=tuple(fixed),
             searchpath=tuple(self.config.hydra.get("searchpath") or ()),
-            sampler_name=settings.sampler.name,
-            sampler_seed=settings.sampler.seed,
-            sampler_options=OmegaConf.to_container(settings.sampler.options, resolve=True),
+            sampler_name=sampler_name,
+            sampler_seed=sampler_seed,
+            sampler_options=sampler_options,
             pruner_name=settings.pruner.name,
             pruner_options=OmegaConf.to_container(settings.pruner.options, resolve=True),
             n_jobs=settings.n_jobs,
@@ -228,26 +230,25 @@ class OptunaSweeperImpl:
             grace_period=settings.grace_period,
             max_retry=settings.max_retry,
             parent_run_id=None,
-            tracking_uri=absolute_sqlite_url(tracking.uri, Path.cwd())
-            if isinstance(tracking, MlflowTracking)
-            else None,
+            tracking_uri=tracking.uri if tracking else None,
             launch_id=uuid.uuid4().hex,
             sweeper_pid=os.getpid(),
+            app=self.app,
         )
         self.check_launcher(plan.n_jobs)
         # Unwritable, damaged or foreign stores, an unwritable output folder: one message now, not
         # a traceback once the study and its parent run exist (or from inside the launcher).
         storage_backend(plan.storage_url)
         check_local_store(plan.storage_url, key="hydra.sweeper.storage", store="Optuna storage", marker="studies")
-        if isinstance(tracking, MlflowTracking):
-            check_local_store(tracking.uri, key="tracking.uri", store="MLflow store", marker="experiments")
+        if tracking is not None:
+            check_local_store(tracking.uri, key=tracking.key, store="MLflow store", marker="experiments")
         check_output_folder(Path(str(self.config.hydra.sweep.dir)))
         n_trials = settings.n_trials
         if plan.sampler_name == "grid":
             n_trials = min(n_trials, grid_size(space))
         sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
-        if isinstance(tracking, MlflowTracking):  # outside the lock: it takes seconds, and is atomic on its own
-            prepare_tracking_store(tracking.uri, tracking.experiment)
+        if tracking is not None:  # outside the lock: it takes seconds, and is atomic on its own
+            prepare_tracking_store(tracking.uri, tracking.experiment, key=tracking.key)
         storage = plan.storage()
         with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
@@ -261,13 +262,13 @@ class OptunaSweeperImpl:
             added = ensure_budget(study, n_trials)
             if added:
                 log.info("Added %d trials to the budget of study %r", added, plan.study_name)
-            if isinstance(tracking, MlflowTracking):
+            if tracking is not None:
                 plan = dataclasses.replace(plan, parent_run_id=self.open_tracking(tracking, study, plan))
         left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         n_workers = worker_count(plan.n_jobs, left, local=plan.local_workers, cores=len(os.sched_getaffinity(0)))
         return dataclasses.replace(plan, n_jobs=n_workers), study, created
 
-    def open_tracking(self, tracking: MlflowTracking, study: optuna.Study, plan: SweepPlan) -> str:
+    def open_tracking(self, tracking: Tracking, study: optuna.Study, plan: SweepPlan) -> str:
         """The study's parent run (call it under the study lock), and runs of dead workers closed."""
         from vae_sweep.sweep.parent_run import close_stale_runs, open_parent_run, tracking_client
 
@@ -286,33 +287,16 @@ class OptunaSweeperImpl:
         return list(names)
 
     def study_name(self) -> str:
-        name = self.settings.study_name or self.config.hydra.runtime.choices.get("study") or DEFAULT_EXPERIMENT
+        name = self.settings.study_name or self.app.default_study_name(self.config.hydra)
         if self.settings.fresh:
             name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         return name
 
-    def validate_configs(self, fixed: list[str], space: SearchSpace, n_directions: int) -> RunConfig:
-        """Compose and validate the config for every choice and bound of the space, before training."""
-        base = parse_run_config(self.task_config(fixed))
-        objectives = base.objectives
-        require(
-            len(objectives) == n_directions,
-            "hydra.sweeper.direction",
-            f"{n_directions} direction(s) for objective(s) {list(objectives)}; give one per objective",
-        )
-        for corner in space.corners():
-            overrides = space.overrides(corner)
-            try:
-                parse_run_config(self.task_config([*fixed, *overrides]))
-            except ConfigError as error:
-                raise ConfigError(
-                    error.key, f"{error.message} (in the search space, with {' '.join(overrides)})"
-                ) from None
-        return base
-
-    def task_config(self, overrides: list[str]) -> DictConfig:
+    def task_config(self, overrides: Sequence[str]) -> DictConfig:
+        """The config a trial with ``overrides`` gets, without its ``hydra`` node; Hydra's own
+        message, in one line, when it cannot be composed."""
         try:
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         except Exception as error:  # Hydra's own messages name the override and the allowed options
             raise ConfigError("", f"{' '.join(overrides)}: {error}") from None
         with open_dict(config):
@@ -320,9 +304,15 @@ class OptunaSweeperImpl:
         return config
 
     def launches_locally(self) -> bool:
-        """Basic and joblib launchers run every worker on this machine, which then share its cores."""
-        launcher = str(self.config.hydra.launcher.get("_target_", ""))
-        return launcher.endswith(("BasicLauncher", "JoblibLauncher"))
+        """Whether every worker runs on this machine, so that they share its cores: the basic and
+        joblib launchers, submitit's local executor, and Ray without a cluster address or with
+        one on this machine (``ray start --head`` here)."""
+        launcher = self.config.hydra.launcher
+        target = str(launcher.get("_target_", ""))
+        if target.endswith("RayLauncher"):
+            address = OmegaConf.select(launcher, "ray.init.address", default=None)
+            return address in (None, "local", "auto") or str(address).split(":")[0] in ("127.0.0.1", "localhost")
+        return target.endswith(("BasicLauncher", "JoblibLauncher", "submitit_launcher.LocalLauncher"))
 
     def check_launcher(self, n_jobs: int) -> None:
         """The launcher must be a Hydra launcher plugin (checked now: Hydra itself only finds out

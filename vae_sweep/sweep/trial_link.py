@@ -11,6 +11,7 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -33,7 +34,9 @@ from vae_sweep.sweep.retry import previous_attempts
 from vae_sweep.sweep.samplers_and_pruners import make_pruner
 from vae_sweep.sweep.settings import SWEEPER_TARGET
 from vae_sweep.sweep.study import make_storage
-from vae_sweep.track.training import ResumePoint
+
+if TYPE_CHECKING:
+    from vae_sweep.track.training import ResumePoint
 
 __all__ = ["FAILURE_REASON_ATTR", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "TrialLink", "link_current_job"]
 
@@ -45,19 +48,15 @@ def taken_over(number: int) -> TrialTakenOver:
 class PruningCallback:
     """Reports the monitored metric each epoch and stops the run when the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
-        self.trial = trial
+    def __init__(self, link: TrialLink, metric: str) -> None:
+        self.link = link
         self.metric = metric
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.metric not in metrics:  # an epoch without validation
             return
-        try:
-            self.trial.report(metrics[self.metric], step=epoch)
-            prune = self.trial.should_prune()
-        except optuna.exceptions.UpdateFinishedTrialError:
-            raise taken_over(self.trial.number) from None
-        if prune:
+        self.link.report(metrics[self.metric], epoch)
+        if self.link.should_prune():
             raise TrainingPruned(epoch)
 
     def on_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
@@ -65,7 +64,7 @@ class PruningCallback:
         it at the same steps as every other trial."""
         for step, metrics in enumerate(history, start=1):
             if self.metric in metrics:
-                self.trial.report(metrics[self.metric], step=step)
+                self.link.report(metrics[self.metric], step)
 
 
 class OwnershipCheck:
@@ -97,6 +96,7 @@ class TrialLink:
     parent_run_id: str | None
     pruning: bool
     heartbeat_interval: float | None
+    tracking_uri: str | None = None  # hydra.sweeper.tracking_uri: an app other than vae-train
 
     @property
     def number(self) -> int:
@@ -108,8 +108,20 @@ class TrialLink:
         if self.heartbeat_interval:
             callbacks.append(OwnershipCheck(self.storage, self.trial_id, self.number, self.heartbeat_interval))
         if self.pruning:
-            callbacks.append(PruningCallback(self.trial, objective if objective in EPOCH_METRICS else "val_loss"))
+            callbacks.append(PruningCallback(self, objective if objective in EPOCH_METRICS else "val_loss"))
         return callbacks
+
+    def report(self, value: float, step: int) -> None:
+        try:
+            self.trial.report(value, step=step)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise taken_over(self.number) from None
+
+    def should_prune(self) -> bool:
+        try:
+            return self.pruning and self.trial.should_prune()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise taken_over(self.number) from None
 
     def tags(self) -> dict[str, str]:
         tags = {
@@ -137,6 +149,8 @@ class TrialLink:
 
     def resume_point(self) -> ResumePoint | None:
         """For a retry: the checkpoints and MLflow run of the attempts before it, newest first."""
+        from vae_sweep.track.training import ResumePoint  # torch and the trainer: vae-train's tasks only
+
         study_id = self.storage.get_study_id_from_name(self.study_name)
         earlier: list[FrozenTrial] = [
             self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
@@ -181,4 +195,5 @@ def link_current_job() -> TrialLink | None:
         parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
         pruning=sweeper.pruner.name != "none",
         heartbeat_interval=sweeper.get("heartbeat_interval") or None,
+        tracking_uri=sweeper.get("tracking_uri"),
     )

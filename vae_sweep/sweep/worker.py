@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
 import math
 import os
@@ -42,7 +41,6 @@ from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.study import claim_trial, fail_dead_trials, fail_stale_trials, heartbeat, owner_of
-from vae_sweep.train.config import worker_gpu
 
 log = logging.getLogger(__name__)
 MIN_TRIALS_FOR_FAILURE_RATE = 3
@@ -74,7 +72,7 @@ class WorkerSummary:
     disk_full: str | None = None  # the error that showed the disk was full
 
 
-def outcome_of(job: JobReturn) -> Outcome:
+def outcome_of(job: JobReturn, n_objectives: int) -> Outcome:
     """Optuna's view of a finished job: COMPLETE with values, PRUNED, or FAIL with a reason."""
     if job.status is not JobStatus.COMPLETED:
         error = job._return_value  # run_job stores the exception here; .return_value would re-raise it
@@ -88,6 +86,12 @@ def outcome_of(job: JobReturn) -> Outcome:
         values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
     except (TypeError, ValueError):
         return Outcome(TrialState.FAIL, reason=f"the task function returned {value!r}, not the objective value(s)")
+    if len(values) != n_objectives:
+        return Outcome(
+            TrialState.FAIL,
+            reason=f"the task function returned {len(values)} value(s) for {n_objectives} direction(s) "
+            "(hydra.sweeper.direction)",
+        )
     if not all(math.isfinite(v) for v in values):
         return Outcome(TrialState.FAIL, reason="nan_loss")
     return Outcome(TrialState.COMPLETE, values=values)
@@ -110,10 +114,12 @@ class TrialWorker:
         summary = WorkerSummary(int(HydraConfig.get().job.num))
         interrupts.install()
         logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
-        if self.plan.local_workers:
-            limit_torch_threads(self.plan.n_jobs)
-        use_worker_gpu(summary.worker, self.master_config)
-        preload(tracking=self.plan.tracking_uri is not None)
+        self.plan.app.prepare_worker(
+            summary.worker, self.master_config, self.plan.n_jobs if self.plan.local_workers else None
+        )
+        self.plan.app.preload()
+        if self.plan.tracking_uri is not None:
+            preload_tracking()
         for variable, value in TRACKING_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(variable, value)
         with interrupts.shielded(), watching_sweeper(self.plan.sweeper_pid):
@@ -197,11 +203,15 @@ class TrialWorker:
             return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
         if interrupts.requested() is not None:  # claimed, but not started
             return Outcome(TrialState.FAIL, reason=INTERRUPTED)
+        if self.plan.app.makes_trial_runs and self.plan.tracking_uri:
+            self.start_trial_run(trial, values)
         with open_dict(config):
             config.hydra.job.id = f"{config.hydra.job.name}_{trial.number}"
             config.hydra.job.num = trial.number
             config.hydra.sweeper.study_name = self.plan.study_name
             config.hydra.sweeper.storage = self.plan.storage_url
+            if self.plan.app.makes_trial_runs:  # absolute, as the sweep resolved it
+                config.hydra.sweeper.tracking_uri = self.plan.tracking_uri
             # Composed in the worker, whose folder hydra.job.chdir=true made its cwd: the trial's
             # relative paths still mean the folder the sweep was started from.
             config.hydra.runtime.cwd = self.master_config.hydra.runtime.cwd
@@ -215,7 +225,21 @@ class TrialWorker:
             )
         except KeyboardInterrupt:  # raised while training (the run is closed as KILLED)
             return Outcome(TrialState.FAIL, reason=INTERRUPTED)
-        return outcome_of(job)
+        return outcome_of(job, len(self.plan.directions))
+
+    def start_trial_run(self, trial: optuna.Trial, values: dict) -> None:
+        """For an app that does not track its own runs: the trial's MLflow run, RUNNING, with its
+        params, under the study's parent run; the task reaches it through ``current_trial()``.
+        A tracking server that is down costs the run, not the trial."""
+        from vae_sweep.sweep.trial_runs import start_trial_run
+        from vae_sweep.track.run import TRACKING_ERRORS
+
+        try:
+            run_id = start_trial_run(self.mlflow_client, self.plan, trial.number, values)
+        except (ConfigError, *TRACKING_ERRORS) as error:
+            log.warning("could not start trial %d's MLflow run: %s", trial.number, error)
+            return
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
 
     @functools.cached_property
     def composer(self) -> TrialComposer:
@@ -252,10 +276,13 @@ class TrialWorker:
         from mlflow.entities import RunTag
 
         from vae_sweep.sweep.parent_run import record_progress
+        from vae_sweep.sweep.trial_runs import finish_trial_run
 
         client = self.mlflow_client
         run_id = frozen.user_attrs.get(RUN_ID_ATTR)
-        if run_id and not continued_elsewhere(study, frozen):
+        if run_id and self.plan.app.makes_trial_runs:
+            finish_trial_run(client, run_id, frozen, outcome.reason)
+        elif run_id and not continued_elsewhere(study, frozen):
             tags = [RunTag(TRIAL_STATE_TAG, frozen.state.name)]
             if outcome.reason:
                 tags.append(RunTag(FAILURE_REASON_ATTR, outcome.reason[:5000]))
@@ -306,26 +333,13 @@ def failure_rate_exceeded(study: optuna.Study, max_rate: float) -> bool:
     return failed / len(finished) > max_rate
 
 
-def preload(*, tracking: bool) -> None:
-    """Pay the process's one-time costs (seconds of imports) before claiming a trial, so that a
-    trial's duration, and a sweep's trials per hour, measure trials rather than the start-up."""
-    import torch
+def preload_tracking() -> None:
+    """MLflow imported (seconds) before the first trial, whose duration then measures the trial."""
+    import vae_sweep.track.run  # noqa: F401
 
-    importlib.import_module("vae_sweep.track.training")  # the trainer, its models and data sets
-    # The first call imports the backends it configures (seconds); this one changes nothing.
-    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
-    if tracking:
-        importlib.import_module("vae_sweep.track.run")  # mlflow
-        # MLflow logs every failed database call with its traceback, then raises; the run's one
-        # warning (vae_sweep.track.run) already says what failed and what was lost.
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-
-
-def limit_torch_threads(n_jobs: int) -> None:
-    """Share the cores between the trials running at once, so the CPU is not oversubscribed."""
-    import torch
-
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // n_jobs))
+    # MLflow logs every failed database call with its traceback, then raises; the run's one
+    # warning (vae_sweep.track.run) already says what failed and what was lost.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def trials_to_wait_for(
@@ -382,14 +396,3 @@ def watching_sweeper(sweeper_pid: int) -> Iterator[None]:
 
     with repeating(1.0, check, "watch-sweeper"):
         yield
-
-
-def use_worker_gpu(worker: int, config: DictConfig) -> None:
-    """Make this worker's CUDA device the current one, so that ``trainer.device=cuda`` (or auto)
-    means it: worker i takes ``cuda:(i mod G)``, or the ``trainer.gpus`` list in turn."""
-    import torch
-
-    gpu = worker_gpu(worker, torch.cuda.device_count() if torch.cuda.is_available() else 0, config.trainer.get("gpus"))
-    if gpu is not None:
-        torch.cuda.set_device(gpu)
-        log.info("worker %d trains on cuda:%d", worker, gpu)

@@ -4,9 +4,24 @@ pictures and store checks. May use ``vae_sweep.train``, never the sweep.
 MLflow takes seconds to import, and a run with ``tracking=none`` never needs it: only
 ``vae_sweep.track.run`` imports it, and ``train_and_track`` imports that module only for a
 tracked run. So ``MlflowRun`` is imported from ``vae_sweep.track.run`` by those who need it.
+Names here are loaded from their module when first used (PEP 562): the sweeper of a plain
+Hydra app reads ``track.urls`` without importing torch and the trainer.
 """
 
-from vae_sweep.track.training import ResumePoint, train_and_track
-from vae_sweep.track.urls import masked
+from __future__ import annotations
 
-__all__ = ["ResumePoint", "masked", "train_and_track"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ResumePoint": "vae_sweep.track.training",
+    "train_and_track": "vae_sweep.track.training",
+    "masked": "vae_sweep.track.urls",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
