@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.track.stores import prepare_mlflow_store
 from vae_sweep.train.config import RunConfig, parse_run_config
 
@@ -35,7 +36,7 @@ TINY_OVERRIDES = ("debug=tiny", "trainer.epochs=1", "tracking=none")
 def compose_run(*overrides: str) -> DictConfig:
     """The primary config with Hydra ``overrides`` applied, as ``vae-train`` would see it."""
     GlobalHydra.instance().clear()  # a test that failed inside an initialize block leaves it set
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, **VERSION_BASE):
         return compose(config_name="config", overrides=list(overrides))
 
 

@@ -15,7 +15,7 @@ The parts, and who may import whom (``tests/test_layout.py`` reads the imports a
 - Shared by all, importing nothing of ours but ``errors``: ``errors`` (the error classes),
   ``names`` (every MLflow tag, Optuna attribute and metric name), ``interrupts`` (the process's
   signal state), ``overrides`` (Hydra override text), ``local_stores`` (the SQLite files and
-  folders every part writes).
+  folders every part writes), ``hydra_version`` (the ``version_base`` each Hydra version wants).
 - ``cli``: the console entry points, and the one place that turns errors into exit codes.
 
 One name is public here for any Hydra app swept by ``hydra/sweeper=vae_sweep``:

@@ -33,6 +33,7 @@ from vae_sweep.errors import (
     UsageError,
     VaeSweepError,
 )
+from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.local_stores import absolute_sqlite_url
 from vae_sweep.track.training import train_and_track
 from vae_sweep.train.config import parse_objectives
@@ -157,7 +158,7 @@ def yaml_error_text(error: yaml.YAMLError) -> str:
     return f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}; fix the file"
 
 
-@hydra.main(version_base="1.3", config_path="pkg://vae_sweep.conf", config_name="config")
+@hydra.main(config_path="pkg://vae_sweep.conf", config_name="config", **VERSION_BASE)
 def train_task(cfg: DictConfig) -> float | list[float]:
     """Train one VAE and return its objective metric(s), for any Hydra sweeper to minimise.
 

@@ -15,7 +15,19 @@ from omegaconf import DictConfig
 
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 
-ConfigStore.instance().store(group="hydra/sweeper", name="vae_sweep", node=OptunaSweeperSettings, provider="vae-sweep")
+
+def registered(group: str, name: str) -> bool:
+    """Hydra's plugin scan may run this module twice; Hydra 1.4 warns when a name is stored again."""
+    try:
+        return f"{name}.yaml" in ConfigStore.instance().list(group)
+    except OSError:  # the group does not exist yet
+        return False
+
+
+if not registered("hydra/sweeper", "vae_sweep"):
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name="vae_sweep", node=OptunaSweeperSettings, provider="vae-sweep"
+    )
 
 
 class OptunaSweeper(Sweeper):

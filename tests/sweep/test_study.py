@@ -9,14 +9,15 @@ import multiprocessing
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
 from vae_sweep.errors import ConfigError
 from vae_sweep.names import BUDGET_ATTR
+from vae_sweep.sweep.launchers import launches_locally, worker_count
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import this_process
 from vae_sweep.sweep.space import parse_search_space
 from vae_sweep.sweep.study import check_space_fits, claim_trial, ensure_budget, make_storage
-from vae_sweep.sweep.sweeper import worker_count
 
 pytest_plugins = ["helpers.postgres"]
 RAISERS = 4
@@ -103,6 +104,35 @@ def test_no_more_workers_than_trials_left_and_a_warning_beyond_the_cores(caplog)
     caplog.clear()
     assert worker_count(8, 100, local=False, cores=2) == 8  # a cluster launcher: other machines' cores
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("launcher", "local"),
+    [
+        ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, True),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2}, True),
+        ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}, True),
+        ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}, False),
+        ({"_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", "ray": {"init": {}}}, True),
+        (
+            {
+                "_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+                "ray": {"init": {"address": "127.0.0.1:6379"}},
+            },
+            True,
+        ),
+        (
+            {
+                "_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+                "ray": {"init": {"address": "10.0.0.5:6379"}},
+            },
+            False,
+        ),
+        ({"_target_": "hydra_plugins.hydra_ray_launcher.ray_aws_launcher.RayAWSLauncher"}, False),
+    ],
+)
+def test_workers_of_launchers_on_this_machine_split_its_cores_and_a_clusters_do_not(launcher, local):
+    assert launches_locally(OmegaConf.create(launcher)) is local
 
 
 def test_a_resumed_study_may_move_bounds_but_not_change_a_choice_or_a_kind():

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from vae_sweep.errors import ConfigError, TrainingDiverged
+from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS
 from vae_sweep.track.run import flatten, without_passwords
 from vae_sweep.track.training import train_and_track
@@ -27,7 +28,7 @@ TECHNIQUE_TAGS = {
 
 
 def compose_run(uri: str, *overrides: str) -> DictConfig:
-    with initialize_config_module("vae_sweep.conf", version_base="1.3"):
+    with initialize_config_module("vae_sweep.conf", **VERSION_BASE):
         return compose("config", overrides=[f"tracking.uri={uri}", "trainer.epochs=2", *overrides])
 
 

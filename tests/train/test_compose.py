@@ -12,6 +12,7 @@ from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.space import parse_search_space
 
@@ -30,7 +31,7 @@ def fresh_global_hydra() -> Iterator[None]:
 def hydra_for(study: str) -> tuple[ConfigLoader, DictConfig]:
     """Hydra's loader and the multirun master config, as ``vae-train -m study=NAME`` builds them
     (through Hydra's public compose API)."""
-    initialize_config_module("vae_sweep.conf", version_base="1.3", job_name="cli")
+    initialize_config_module("vae_sweep.conf", **VERSION_BASE, job_name="cli")
     master = compose("config", [f"study={study}", *FIXED, "hydra.mode=MULTIRUN"], return_hydra_config=True)
     return GlobalHydra.instance().config_loader(), master
 
@@ -39,7 +40,8 @@ def trial_overrides(master: DictConfig, n: int) -> list[list[str]]:
     """The overrides of ``n`` random trials of the master config's search space, fixed keys first."""
     space = parse_search_space(OmegaConf.to_container(master.hydra.sweeper.params, resolve=False))
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    return [[*FIXED, *space.overrides(space.sample(study.ask()))] for _ in range(n)]
+    study_choice = f"study={master.hydra.runtime.choices.study}"  # a sweep's jobs repeat the command line
+    return [[study_choice, *FIXED, *space.overrides(space.sample(study.ask()))] for _ in range(n)]
 
 
 def resolved_app_config(config: DictConfig) -> dict:
@@ -63,21 +65,21 @@ def test_cached_composition_equals_hydras_for_every_trial(study: str) -> None:
 def test_value_overrides_reuse_one_composition_and_do_not_leak_between_trials() -> None:
     loader, master = hydra_for("quick")
     composer = TrialComposer(loader, master)
-    first = composer.compose(["optimizer=adam", "optimizer.lr=0.01"])
-    second = composer.compose(["optimizer=adam", "optimizer.lr=0.002"])
-    third = composer.compose(["optimizer=rmsprop", "optimizer.lr=0.002"])
+    first = composer.compose(["study=quick", "optimizer=adam", "optimizer.lr=0.01"])
+    second = composer.compose(["study=quick", "optimizer=adam", "optimizer.lr=0.002"])
+    third = composer.compose(["study=quick", "optimizer=rmsprop", "optimizer.lr=0.002"])
     assert (first.optimizer.lr, second.optimizer.lr) == (0.01, 0.002)
-    assert second.hydra.overrides.task == ["optimizer=adam", "optimizer.lr=0.002"]
-    assert second.hydra.job.override_dirname == "optimizer.lr=0.002,optimizer=adam"
+    assert second.hydra.overrides.task == ["study=quick", "optimizer=adam", "optimizer.lr=0.002"]
+    assert second.hydra.job.override_dirname == "optimizer.lr=0.002,optimizer=adam,study=quick"
     assert third.optimizer.name == "rmsprop"
-    assert list(composer.trees) == [("optimizer=adam",), ("optimizer=rmsprop",)]
+    assert list(composer.trees) == [("study=quick", "optimizer=adam"), ("study=quick", "optimizer=rmsprop")]
 
 
 def test_a_bad_value_override_fails_like_hydra() -> None:
     loader, master = hydra_for("quick")
     composer = TrialComposer(loader, master)
     with pytest.raises(Exception, match=r"optimizer\.no_such_key") as ours:
-        composer.compose(["optimizer=adam", "optimizer.no_such_key=1"])
+        composer.compose(["study=quick", "optimizer=adam", "optimizer.no_such_key=1"])
     with pytest.raises(Exception, match=r"optimizer\.no_such_key") as theirs:
-        loader.load_sweep_config(master, ["optimizer=adam", "optimizer.no_such_key=1"])
+        loader.load_sweep_config(master, ["study=quick", "optimizer=adam", "optimizer.no_such_key=1"])
     assert type(ours.value) is type(theirs.value)

@@ -23,6 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from vae_sweep.bench.sweeps import run_in
 from vae_sweep.bench.timed_sweep import NOT_STEPS
+from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.train.config import parse_run_config
 from vae_sweep.train.loop import train
 
@@ -94,7 +95,7 @@ def timed_sweep(variant: str, trials: int, threads: int, epochs: int) -> list[di
 
 def bare_config(threads: int, epochs: int):
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="vae_sweep.conf", version_base="1.3"):
+    with initialize_config_module(config_module="vae_sweep.conf", **VERSION_BASE):
         overrides = [*trial_overrides(epochs), f"trainer.num_threads={threads}", "tracking=none"]
         return parse_run_config(compose(config_name="config", overrides=overrides))
 
@@ -111,23 +112,26 @@ def bare_ms(threads: int, n: int, epochs: int) -> list[float]:
 
 def compose_ms(repeats: int = 10) -> dict[str, float]:
     """One trial's composition of the ``techniques`` study: Hydra's ``load_sweep_config`` vs ours."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.types import RunMode
+    from hydra import compose, initialize_config_module
 
     from vae_sweep.sweep.compose import TrialComposer
 
     GlobalHydra.instance().clear()
-    hydra = Hydra.create_main_hydra2(
-        task_name="vae-train", config_search_path=create_config_search_path("pkg://vae_sweep.conf")
-    )
-    master = hydra.compose_config("config", ["study=techniques"], RunMode.MULTIRUN, with_log_configuration=False)
-    overrides = ["optimizer=adam", "scheduler=cosine", "model.activation=prelu", "optimizer.lr=0.001"]
-    composer = TrialComposer(hydra.config_loader, master)
+    initialize_config_module("vae_sweep.conf", job_name="vae-train", **VERSION_BASE)
+    master = compose("config", ["study=techniques", "hydra.mode=MULTIRUN"], return_hydra_config=True)
+    loader = GlobalHydra.instance().config_loader()
+    overrides = [
+        "study=techniques",
+        "optimizer=adam",
+        "scheduler=cosine",
+        "model.activation=prelu",
+        "optimizer.lr=0.001",
+    ]
+    composer = TrialComposer(loader, master)
     composer.compose(overrides)  # the first trial of a combination composes in full and caches
     results = {}
     for name, compose_one in (
-        ("hydra", lambda: hydra.config_loader.load_sweep_config(master, overrides)),
+        ("hydra", lambda: loader.load_sweep_config(master, overrides)),
         ("cached", lambda: composer.compose(overrides)),
     ):
         times = []

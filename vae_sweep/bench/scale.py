@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vae_sweep.bench.sweeps import run_in
+from vae_sweep.hydra_version import VERSION_BASE
 
 EPOCHS = 2
 # (label, overrides): scikit-learn's digits, then MNIST-shaped synthetic data of growing size.
@@ -105,7 +106,7 @@ def main(argv: list[str]) -> int:
         f"trainer.num_threads={threads}",
         "tracking=none",
     ]
-    with initialize_config_module(config_module="vae_sweep.conf", version_base="1.3"):
+    with initialize_config_module(config_module="vae_sweep.conf", **VERSION_BASE):
         config = parse_run_config(compose(config_name="config", overrides=[*overrides, *run]))
     samples_per_sec = train(config).metrics["samples_per_sec"]  # training epochs only, no evaluation
     peak = peak_rss_mb()

@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from vae_sweep.bench.baseline import plain_samples_per_sec
+from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.train.config import RunConfig, parse_run_config
 from vae_sweep.train.loop import train
 
@@ -69,7 +70,7 @@ def run_config(n_samples: int, *, epochs: int, threads: int, device: str = "cpu"
         f"trainer.device={device}",
     ]
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="vae_sweep.conf", version_base="1.3"):
+    with initialize_config_module(config_module="vae_sweep.conf", **VERSION_BASE):
         return parse_run_config(compose(config_name="config", overrides=overrides))
 
 

@@ -21,13 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import hydra.utils
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from vae_sweep import interrupts
@@ -36,6 +34,7 @@ from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlit
 from vae_sweep.names import DEFAULT_STORAGE
 from vae_sweep.sweep.apps import App, Tracking, app_for
 from vae_sweep.sweep.arguments import merge_params, parse_directions, split_arguments
+from vae_sweep.sweep.launchers import check_launcher, launches_locally, set_launcher_jobs, worker_count
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
@@ -160,9 +159,7 @@ class OptunaSweeperImpl:
             log.info("starting %d worker(s) again for the %d trial(s) left", n_workers, left)
 
     def launch(self, plan: SweepPlan, n_workers: int, *, first_job: int) -> Sequence[JobReturn]:
-        with read_write(self.config.hydra.launcher):  # n_jobs is set once, as hydra.sweeper.n_jobs
-            if "n_jobs" in self.config.hydra.launcher:
-                self.config.hydra.launcher.n_jobs = n_workers
+        set_launcher_jobs(self.config, n_workers)
         worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=worker, config=self.config
@@ -224,7 +221,7 @@ class OptunaSweeperImpl:
             pruner_name=settings.pruner.name,
             pruner_options=OmegaConf.to_container(settings.pruner.options, resolve=True),
             n_jobs=settings.n_jobs,
-            local_workers=self.launches_locally(),
+            local_workers=launches_locally(self.config.hydra.launcher),
             max_failure_rate=settings.max_failure_rate,
             heartbeat_interval=settings.heartbeat_interval,
             grace_period=settings.grace_period,
@@ -235,7 +232,7 @@ class OptunaSweeperImpl:
             sweeper_pid=os.getpid(),
             app=self.app,
         )
-        self.check_launcher(plan.n_jobs)
+        check_launcher(self.config.hydra.launcher, plan.n_jobs)
         # Unwritable, damaged or foreign stores, an unwritable output folder: one message now, not
         # a traceback once the study and its parent run exist (or from inside the launcher).
         storage_backend(plan.storage_url)
@@ -302,37 +299,6 @@ class OptunaSweeperImpl:
         with open_dict(config):
             del config["hydra"]
         return config
-
-    def launches_locally(self) -> bool:
-        """Whether every worker runs on this machine, so that they share its cores: the basic and
-        joblib launchers, submitit's local executor, and Ray without a cluster address or with
-        one on this machine (``ray start --head`` here)."""
-        launcher = self.config.hydra.launcher
-        target = str(launcher.get("_target_", ""))
-        if target.endswith("RayLauncher"):
-            address = OmegaConf.select(launcher, "ray.init.address", default=None)
-            return address in (None, "local", "auto") or str(address).split(":")[0] in ("127.0.0.1", "localhost")
-        return target.endswith(("BasicLauncher", "JoblibLauncher", "submitit_launcher.LocalLauncher"))
-
-    def check_launcher(self, n_jobs: int) -> None:
-        """The launcher must be a Hydra launcher plugin (checked now: Hydra itself only finds out
-        once the study and its parent run exist)."""
-        launcher = str(self.config.hydra.launcher.get("_target_", ""))
-        try:
-            cls = hydra.utils.get_class(launcher)
-        except Exception:  # not importable, or not a class
-            cls = None
-        require(
-            isinstance(cls, type) and issubclass(cls, Launcher),
-            "hydra.launcher._target_",
-            f"{launcher!r} is not a Hydra launcher; pick one with hydra/launcher=basic, joblib, submitit_local, "
-            "submitit_slurm or ray (their plugins installed)",
-        )
-        require(
-            n_jobs == 1 or not launcher.endswith("BasicLauncher"),
-            "hydra.sweeper.n_jobs",
-            f"{n_jobs} parallel trials need a parallel launcher; add hydra/launcher=joblib",
-        )
 
     def interrupted(self, plan: SweepPlan, signal_name: str) -> SweepInterrupted:
         """Ctrl-C, SIGTERM, SIGHUP: the workers failed their trials as interrupted and queued
@@ -402,23 +368,6 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
-
-
-def worker_count(n_jobs: int, left: int, *, local: bool, cores: int) -> int:
-    """``n_jobs``, but no more workers than trials left to claim (one at least, to wait for
-    trials running elsewhere); a warning when local workers outnumber the cores, since each
-    holds its own torch and data in memory and they share the cores."""
-    count = max(1, min(n_jobs, left))
-    if count < n_jobs:
-        log.info("hydra.sweeper.n_jobs=%d, but %d trial(s) left: starting %d worker(s)", n_jobs, left, count)
-    if local and count > cores:
-        log.warning(
-            "hydra.sweeper.n_jobs=%d is more than this machine's %d cores: %d workers will share them",
-            n_jobs,
-            cores,
-            count,
-        )
-    return count
 
 
 def forward_to_children(signum: int) -> None:
