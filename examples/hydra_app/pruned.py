@@ -1,12 +1,11 @@
 import hydra
 import optuna
-from omegaconf import DictConfig
 
 from vae_sweep import current_trial
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="pruned")
-def descend(cfg: DictConfig) -> float:
+def descend(cfg) -> float:
     trial, loss = current_trial(), 10.0
     for step in range(cfg.steps):
         loss -= cfg.lr * loss  # one step of training

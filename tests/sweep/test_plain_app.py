@@ -137,6 +137,52 @@ def test_the_grid_sampler_visits_every_combination_once(tmp_path: Path) -> None:
     assert len(combinations) == 12
 
 
+CONDITIONAL_APP = """
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path=".", config_name="conditional")
+def conditional(cfg):
+    return cfg.x**2 + cfg.shift
+
+
+conditional()
+"""
+
+CONDITIONAL_CONFIG = """
+defaults:
+  - override hydra/sweeper: vae_sweep
+hydra:
+  sweeper:
+    n_trials: 10
+    sampler: {name: random, seed: 0}
+    params:
+      kind: choice(plain, shifted)
+      shift:
+        kind=shifted: interval(1, 2)
+      x: interval(-1, 1)
+kind: plain
+shift: 0
+x: 0
+"""
+
+
+@pytest.mark.slow
+def test_a_plain_apps_conditional_params_are_sampled_only_when_their_condition_holds(tmp_path: Path) -> None:
+    (tmp_path / "conditional.py").write_text(CONDITIONAL_APP)
+    (tmp_path / "conditional.yaml").write_text(CONDITIONAL_CONFIG)
+    done = run_app(tmp_path / "conditional.py", tmp_path)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="conditional", storage=f"sqlite:///{tmp_path}/optuna.db")
+    kinds = {t.params["kind"] for t in study.trials}
+    assert kinds == {"plain", "shifted"}
+    for trial in study.trials:
+        if trial.params["kind"] == "plain":
+            assert "shift" not in trial.params and trial.value == trial.params["x"] ** 2  # the config's shift: 0
+        else:
+            assert 1 <= trial.params["shift"] <= 2 and trial.value == trial.params["x"] ** 2 + trial.params["shift"]
+
+
 MULTI_OBJECTIVE = """
 import hydra
 
@@ -274,6 +320,70 @@ def test_mlflow_for_a_plain_app_parent_and_child_runs_and_the_apps_own_runs_atta
         assert own[0].data.metrics["own"] == trial.params["a"]
 
 
+TEMPLATE_APP = """
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def train(cfg):
+    return -((cfg.model.lr - 0.01) ** 2) - abs(cfg.data.batch_size - 64) / 1000  # the "accuracy" to maximize
+
+
+train()
+"""
+
+TEMPLATE_TRAIN = """
+defaults:
+  - _self_
+  - hparams_search: null
+model: {lr: 0.001}
+data: {batch_size: 32}
+"""
+
+# configs/hparams_search/mnist_optuna.yaml of ashleve/lightning-hydra-template, moved over as
+# docs/studies.md says: the sweeper's name, and the official sweeper's _target_ line removed.
+TEMPLATE_SEARCH = """
+# @package _global_
+defaults:
+  - override /hydra/sweeper: vae_sweep
+optimized_metric: "val/acc_best"
+hydra:
+  mode: "MULTIRUN"
+  sweeper:
+    storage: null
+    study_name: null
+    n_jobs: 1
+    direction: maximize
+    n_trials: 6
+    sampler:
+      _target_: optuna.samplers.TPESampler
+      seed: 1234
+      n_startup_trials: 3
+    params:
+      model.lr: interval(0.0001, 0.1)
+      data.batch_size: choice(32, 64, 128, 256)
+"""
+
+
+@pytest.mark.slow
+def test_a_lightning_hydra_template_hparams_search_file_moved_over_sweeps_and_resumes(tmp_path: Path) -> None:
+    (tmp_path / "configs" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "train.py").write_text(TEMPLATE_APP)
+    (tmp_path / "configs" / "train.yaml").write_text(TEMPLATE_TRAIN)
+    (tmp_path / "configs" / "hparams_search" / "mnist_optuna.yaml").write_text(TEMPLATE_SEARCH)
+    command = [sys.executable, "train.py", "hparams_search=mnist_optuna", "hydra.sweeper.plots=[]"]
+    for budget in (6, 8):  # storage: null is a persistent local file here, so a rerun with more trials resumes
+        done = subprocess.run(
+            [*command, f"hydra.sweeper.n_trials={budget}"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="train", storage=f"sqlite:///{tmp_path}/optuna.db")  # the app's name
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 8
+    assert study.direction is optuna.study.StudyDirection.MAXIMIZE
+    assert {t.params["data.batch_size"] for t in study.trials} <= {32, 64, 128, 256}
+    assert study.best_value == max(t.value for t in study.trials)
+
+
 STAND_IN = '''
 """A stand-in for hydra-optuna-sweeper's registration: the same group and name, its own sweeper."""
 from dataclasses import dataclass, field
@@ -349,6 +459,17 @@ def test_vae_train_sweeps_with_the_official_plugin_installed_beside_ours(
     )
     assert done.returncode == 0, done.stderr
     assert "Study 'quick': 1 trials (1 COMPLETE)" in done.stdout
+
+
+def test_vae_train_refuses_the_sweepers_tracking_uri_naming_its_own(tmp_path: Path) -> None:
+    from helpers.in_process import run_here
+
+    argv = ["-m", "study=quick", f"hydra.sweeper.tracking_uri=sqlite:///{tmp_path}/other.db"]
+    done = run_here(tmp_path, [*argv, f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"])
+    assert done.returncode == 2
+    assert "vae-train: error: hydra.sweeper.tracking_uri: is for apps other than vae-train" in done.stderr
+    assert "use tracking.uri=" in done.stderr
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "other.db").exists()  # before any store
 
 
 def test_the_plain_apps_sweeper_and_trial_handle_do_not_import_torch_or_mlflow() -> None:

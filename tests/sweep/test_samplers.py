@@ -10,7 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from vae_sweep.sweep.samplers_and_pruners import SAMPLERS, make_sampler
+from vae_sweep.errors import ConfigError
+from vae_sweep.sweep.samplers_and_pruners import SAMPLERS, make_sampler, sampler_choice
 from vae_sweep.sweep.space import parse_search_space
 from vae_sweep.sweep.worker import Outcome, TrialWorker, tell
 
@@ -68,3 +69,49 @@ def test_a_sampler_that_fails_fails_that_trial_with_its_reason_not_the_worker() 
     outcome = worker.run_trial(study.ask())  # sampling is the first step of a trial: it fails there
     assert outcome.state is TrialState.FAIL
     assert outcome.reason == "ImportError: No module named 'cmaes'"
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"name": "tpe", "seed": 1, "options": {"multivariate": True}}, ("tpe", 1, {"multivariate": True})),
+        (  # the official plugin's form, as lightning-hydra-template writes it (our defaults merged in)
+            {
+                "name": "tpe",
+                "seed": 1234,
+                "options": {},
+                "_target_": "optuna.samplers.TPESampler",
+                "n_startup_trials": 10,
+            },
+            ("tpe", 1234, {"n_startup_trials": 10}),
+        ),
+        ({"name": "tpe", "seed": None, "_target_": "optuna.samplers.RandomSampler"}, ("random", None, {})),
+        ({"name": "tpe", "_target_": "optuna.samplers.BruteForceSampler"}, ("BruteForceSampler", None, {})),
+    ],
+)
+def test_a_sampler_is_read_in_our_form_or_the_official_plugins(node: dict, expected: tuple) -> None:
+    name, seed, options = sampler_choice(node)
+    assert (name, seed, options) == expected
+    sampler = make_sampler(name, seed, options, SPACE)  # the options are the class's own keyword arguments
+    assert type(sampler).__name__ == (node.get("_target_") or "optuna.samplers.TPESampler").rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("node", "key", "message"),
+    [
+        ({"_target_": "os.system"}, "hydra.sweeper.sampler._target_", "not a sampler class of optuna.samplers"),
+        ({"_target_": "optuna.pruners.MedianPruner"}, "hydra.sweeper.sampler._target_", "only those may be named"),
+        ({"_target_": "optuna.samplers.BaseSampler.__subclasses__"}, "hydra.sweeper.sampler._target_", "not a sampler"),
+        (
+            {"name": "grid", "_target_": "optuna.samplers.TPESampler"},
+            "hydra.sweeper.sampler.name",
+            "different samplers",
+        ),
+        ({"name": "tpe", "n_startup_trials": 5}, "hydra.sweeper.sampler", "unknown key(s) n_startup_trials"),
+        ({"name": "tpe", "seed": "abc"}, "hydra.sweeper.sampler.seed", "must be an integer or null"),
+    ],
+)
+def test_a_sampler_naming_anything_but_an_optuna_sampler_is_refused(node: dict, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        sampler_choice(node)
+    assert refused.value.key == key and message in refused.value.message

@@ -205,8 +205,6 @@ class OptunaSweeperImpl:
         )
         require(settings.max_retry >= 0, "hydra.sweeper.max_retry", f"must be >= 0, got {settings.max_retry}")
         tracking = self.app.check(self.task_config, fixed, space, len(directions), self.config.hydra)
-        if tracking is not None:  # workers in job folders (hydra.job.chdir=true) open this very store
-            tracking = dataclasses.replace(tracking, uri=absolute_sqlite_url(tracking.uri, Path.cwd()))
         plan = SweepPlan(
             study_name=self.study_name(),
             # Workers (in job folders with hydra.job.chdir=true, or other processes) open this very file.
@@ -227,7 +225,8 @@ class OptunaSweeperImpl:
             grace_period=settings.grace_period,
             max_retry=settings.max_retry,
             parent_run_id=None,
-            tracking_uri=tracking.uri if tracking else None,
+            # Workers in job folders (hydra.job.chdir=true) open this very store too.
+            tracking_uri=absolute_sqlite_url(tracking.uri, Path.cwd()) if tracking else None,
             launch_id=uuid.uuid4().hex,
             sweeper_pid=os.getpid(),
             app=self.app,
