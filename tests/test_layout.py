@@ -17,6 +17,7 @@ SHARED = (
     "vae_sweep.overrides",
     "vae_sweep.local_stores",
     "vae_sweep.hydra_version",
+    "vae_sweep.lazy_exports",
 )
 MAX_LINES = 450
 

@@ -15,7 +15,8 @@ The parts, and who may import whom (``tests/test_layout.py`` reads the imports a
 - Shared by all, importing nothing of ours but ``errors``: ``errors`` (the error classes),
   ``names`` (every MLflow tag, Optuna attribute and metric name), ``interrupts`` (the process's
   signal state), ``overrides`` (Hydra override text), ``local_stores`` (the SQLite files and
-  folders every part writes), ``hydra_version`` (the ``version_base`` each Hydra version wants).
+  folders every part writes), ``hydra_version`` (the ``version_base`` each Hydra version wants),
+  ``lazy_exports`` (names loaded from their module when first used).
 - ``cli``: the console entry points, and the one place that turns errors into exit codes.
 
 One name is public here for any Hydra app swept by ``hydra/sweeper=vae_sweep``:
@@ -25,15 +26,8 @@ vae_sweep`` stays light.
 
 from __future__ import annotations
 
-from typing import Any
+from vae_sweep.lazy_exports import lazy_getattr
 
 __version__ = "0.1.0"
 __all__ = ["current_trial"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "current_trial":
-        from vae_sweep.sweep.current_trial import current_trial
-
-        return current_trial
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {"current_trial": "vae_sweep.sweep.current_trial"})

@@ -341,14 +341,14 @@ data: {batch_size: 32}
 """
 
 # configs/hparams_search/mnist_optuna.yaml of ashleve/lightning-hydra-template, moved over as
-# docs/studies.md says: the sweeper's name, and the official sweeper's _target_ line removed.
+# docs/studies.md says: the sweeper's name, the official sweeper's _target_ line removed, and
+# hydra.mode with it (Hydra 1.4 refuses hydra.mode set in a config group's file: -m instead).
 TEMPLATE_SEARCH = """
 # @package _global_
 defaults:
   - override /hydra/sweeper: vae_sweep
 optimized_metric: "val/acc_best"
 hydra:
-  mode: "MULTIRUN"
   sweeper:
     storage: null
     study_name: null
@@ -371,7 +371,7 @@ def test_a_lightning_hydra_template_hparams_search_file_moved_over_sweeps_and_re
     (tmp_path / "train.py").write_text(TEMPLATE_APP)
     (tmp_path / "configs" / "train.yaml").write_text(TEMPLATE_TRAIN)
     (tmp_path / "configs" / "hparams_search" / "mnist_optuna.yaml").write_text(TEMPLATE_SEARCH)
-    command = [sys.executable, "train.py", "hparams_search=mnist_optuna", "hydra.sweeper.plots=[]"]
+    command = [sys.executable, "train.py", "-m", "hparams_search=mnist_optuna", "hydra.sweeper.plots=[]"]
     for budget in (6, 8):  # storage: null is a persistent local file here, so a rerun with more trials resumes
         done = subprocess.run(
             [*command, f"hydra.sweeper.n_trials={budget}"], cwd=tmp_path, capture_output=True, text=True, timeout=300

@@ -10,8 +10,7 @@ parts it runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vae_sweep.lazy_exports import lazy_getattr
 
 _EXPORTS = {
     "OptunaSweeperImpl": "vae_sweep.sweep.sweeper",
@@ -26,7 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
