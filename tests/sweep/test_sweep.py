@@ -63,6 +63,7 @@ def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(workd
     assert out.returncode == 0, out.stderr
     study = load_study(workdir)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    assert study.metric_names == ["val_loss"]  # what Optuna's plots and dashboard call the objective
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4  # each trial draws anew
     client, parents, children = runs(workdir)
     assert len(parents) == 1 and len(children) == 4
@@ -84,6 +85,10 @@ def test_quick_study_makes_one_parent_run_and_a_linked_child_run_per_trial(workd
     assert summary["best_trial"] == study.best_trial.number
     assert summary["best_run_id"] == study.best_trial.user_attrs["mlflow_run_id"]
     assert summary["reproduce"].startswith("vae-train study=quick")
+    lines = (workdir / "sweep" / "optimization_results.yaml").read_text().splitlines()
+    reproduce = next(line for line in lines if line.startswith("reproduce:"))
+    assert len(summary["reproduce"]) > 80  # past the column where YAML's writer folds
+    assert yaml.safe_load(reproduce)["reproduce"] == summary["reproduce"]  # on one line, to paste into a shell
     assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in artifacts
@@ -199,6 +204,7 @@ def test_multi_objective_study_reports_its_pareto_front(workdir):
     assert out.returncode == 0, out.stderr
     study = load_study(workdir, "pareto")
     assert len(study.directions) == 2
+    assert study.metric_names == ["test_recon", "test_kl"]  # the pareto study's two objectives, named
     front = results(workdir, "sweep")["best_trials"]
     assert {entry["trial"] for entry in front} == {t.number for t in study.best_trials}
     assert all(len(entry["values"]) == 2 for entry in front)

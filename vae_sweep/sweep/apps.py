@@ -43,6 +43,15 @@ class Tracking:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """What the checks found out: where the sweep records into MLflow (if anywhere), and the
+    objectives' names, which the study keeps for Optuna's plots and dashboard."""
+
+    tracking: Tracking | None = None
+    metric_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class App:
     """Any Hydra app: its task function returns a float, or a list of floats for several objectives."""
 
@@ -51,15 +60,16 @@ class App:
 
     def check(
         self, compose: Compose, fixed: Sequence[str], space: SearchSpace, n_directions: int, hydra: DictConfig
-    ) -> Tracking | None:
-        """Compose every corner of the space; the MLflow store the sweep records into, if any."""
+    ) -> Checked:
+        """Compose every corner of the space; the MLflow store the sweep records into, if any.
+        The objectives have no names Optuna could show but its own ("Objective 0")."""
         for overrides in corner_overrides(fixed, space):
             compose(overrides)
         uri = hydra.sweeper.get("tracking_uri")
         if uri is None:
-            return None
+            return Checked()
         experiment = hydra.sweeper.get("experiment") or hydra.job.name
-        return Tracking(str(uri), str(experiment), "hydra.sweeper.tracking_uri")
+        return Checked(Tracking(str(uri), str(experiment), "hydra.sweeper.tracking_uri"))
 
     def default_study_name(self, hydra: DictConfig) -> str:
         """``study=NAME`` when the app has such a group, else the app's name (its job name)."""
@@ -81,7 +91,7 @@ class VaeTrain(App):
 
     def check(
         self, compose: Compose, fixed: Sequence[str], space: SearchSpace, n_directions: int, hydra: DictConfig
-    ) -> Tracking | None:
+    ) -> Checked:
         """Every corner of the space as a valid vae-sweep config, one direction per objective,
         the device and the data usable, the tracking server reachable."""
         from vae_sweep.track.stores import check_reachable
@@ -112,9 +122,9 @@ class VaeTrain(App):
         base.data.check()  # missing or corrupt data files would fail every trial
         tracking = base.tracking
         if not isinstance(tracking, MlflowTracking):
-            return None
+            return Checked(metric_names=tuple(objectives))
         check_reachable(tracking.uri)
-        return Tracking(tracking.uri, tracking.experiment, "tracking.uri")
+        return Checked(Tracking(tracking.uri, tracking.experiment, "tracking.uri"), tuple(objectives))
 
     def default_study_name(self, hydra: DictConfig) -> str:
         from vae_sweep.names import DEFAULT_EXPERIMENT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 import warnings
 from collections.abc import Sequence
@@ -64,9 +65,11 @@ def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
 
 
 def write_results(summary: dict[str, Any], folder: Path) -> Path:
+    """``optimization_results.yaml``; no line folded (YAML's writer folds at 80 columns, and a
+    ``reproduce`` command pasted from a folded line runs a different training)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "optimization_results.yaml"
-    path.write_text(yaml.safe_dump(summary, sort_keys=False))
+    path.write_text(yaml.safe_dump(summary, sort_keys=False, width=math.inf))
     return path
 
 

@@ -204,7 +204,8 @@ class OptunaSweeperImpl:
             f"must be > 0 seconds or null (twice the heartbeat interval), got {settings.grace_period}",
         )
         require(settings.max_retry >= 0, "hydra.sweeper.max_retry", f"must be >= 0, got {settings.max_retry}")
-        tracking = self.app.check(self.task_config, fixed, space, len(directions), self.config.hydra)
+        checked = self.app.check(self.task_config, fixed, space, len(directions), self.config.hydra)
+        tracking = checked.tracking
         plan = SweepPlan(
             study_name=self.study_name(),
             # Workers (in job folders with hydra.job.chdir=true, or other processes) open this very file.
@@ -249,6 +250,8 @@ class OptunaSweeperImpl:
         with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
             check_space_fits(study, space)
+            if checked.metric_names and study.metric_names != list(checked.metric_names):
+                study.set_metric_names(list(checked.metric_names))  # Optuna's plots and dashboard say val_loss
             fail_stale_trials(study)
             died = fail_dead_trials(study, storage, plan.retry())
             if died:
