@@ -26,6 +26,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from vae_sweep import interrupts
@@ -34,11 +35,13 @@ from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlit
 from vae_sweep.names import DEFAULT_STORAGE
 from vae_sweep.sweep.apps import App, Tracking, app_for
 from vae_sweep.sweep.arguments import merge_params, parse_directions, split_arguments
+from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.launchers import check_launcher, launches_locally, set_launcher_jobs, worker_count
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
+from vae_sweep.sweep.progress import STATUS_INTERVAL_S, progress_line
 from vae_sweep.sweep.results import PLOTS, save_plots, summarize, write_results
 from vae_sweep.sweep.samplers_and_pruners import sampler_choice
 from vae_sweep.sweep.settings import OptunaSweeperSettings
@@ -127,7 +130,11 @@ class OptunaSweeperImpl:
             before = finished_count(plan.load_study(storage))
             error = None
             try:
-                with interrupts.listening(forward_to_children), interrupts.left_to_children(signal.SIGHUP):
+                with (
+                    interrupts.listening(forward_to_children),
+                    interrupts.left_to_children(signal.SIGHUP),
+                    repeating(STATUS_INTERVAL_S, lambda: log_status(plan, storage), "sweep-status"),
+                ):
                     jobs = self.launch(plan, n_workers, first_job=len(summaries))
             except Exception as launch_error:  # joblib's TerminatedWorkerError, a launcher's own failure
                 error = launch_error
@@ -370,6 +377,13 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+
+
+def log_status(plan: SweepPlan, storage: RDBStorage) -> None:
+    """The study's progress while the workers run, whatever the launcher does with their output."""
+    trials = plan.load_study(storage).get_trials(deepcopy=False)
+    running = sum(1 for t in trials if t.state is TrialState.RUNNING)
+    log.info("study %r: %s", plan.study_name, progress_line(trials, parallel=running))
 
 
 def forward_to_children(signum: int) -> None:

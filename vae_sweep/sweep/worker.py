@@ -40,6 +40,7 @@ from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.progress import duration_s, format_duration, progress_line
 from vae_sweep.sweep.study import claim_trial, fail_dead_trials, fail_stale_trials, heartbeat, owner_of
 
 log = logging.getLogger(__name__)
@@ -130,20 +131,17 @@ class TrialWorker:
     def run_trials(self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary) -> None:
         """Claim and run trials until none is left here or elsewhere, too many failed, a signal
         came, or the disk is full (then the stores are as the last whole write left them)."""
-        started = time.monotonic()
         waiting = Waiting()
         while interrupts.requested() is None and summary.disk_full is None:
             try:
-                if not self.next_trial(storage, owner, summary, started, waiting):
+                if not self.next_trial(storage, owner, summary, waiting):
                     return
             except Exception as error:
                 if not is_disk_full(error):
                     raise
                 summary.disk_full = first_line(error)
 
-    def next_trial(
-        self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary, started: float, waiting: Waiting
-    ) -> bool:
+    def next_trial(self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary, waiting: Waiting) -> bool:
         """Claim one trial and run it, or wait a moment for trials run elsewhere; False when done."""
         study = self.plan.load_study(storage)
         fail_stale_trials(study)
@@ -173,7 +171,7 @@ class TrialWorker:
                 trial.number,
             )
             outcome = Outcome(TrialState.FAIL, reason=frozen.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED))
-        self.after_trial(study, frozen, outcome, time.monotonic() - started)
+        self.after_trial(study, frozen, outcome)
         if outcome.reason == DISK_FULL:
             summary.disk_full = f"trial {trial.number} failed writing to a full disk"
         return True
@@ -203,6 +201,10 @@ class TrialWorker:
             return Outcome(TrialState.FAIL, reason=f"{type(error).__name__}: {error}")
         if interrupts.requested() is not None:  # claimed, but not started
             return Outcome(TrialState.FAIL, reason=INTERRUPTED)
+        sampled = self.plan.space.overrides(values)[len(self.plan.space.fixed) :]
+        trials = trial.study.get_trials(deepcopy=False)
+        begun = sum(1 for t in trials if t.state is not TrialState.WAITING)
+        log.info("trial %d started (%d/%d): %s", trial.number, begun, len(trials), " ".join(sampled) or "-")
         if self.plan.app.makes_trial_runs and self.plan.tracking_uri:
             self.start_trial_run(trial, values)
         with open_dict(config):
@@ -253,14 +255,17 @@ class TrialWorker:
 
         return tracking_client(self.plan.tracking_uri)
 
-    def after_trial(
-        self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome, elapsed: float
-    ) -> None:
-        """One progress line; the trial's state and the best so far onto MLflow."""
+    def after_trial(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
+        """One progress line (the trial's own duration, the study's progress and ETA); the
+        trial's state and the best so far onto MLflow."""
         number = frozen.number
         best = best_summary(study)
         value = ", ".join(f"{v:.4f}" for v in outcome.values) if outcome.values else outcome.reason or "-"
-        log.info("trial %d %s: %s | best %s | %.1fs", number, outcome.state.name, value, best, elapsed)
+        trials = study.get_trials(deepcopy=False)
+        took = format_duration(duration_s(frozen) or 0.0)
+        running = sum(1 for t in trials if t.state is TrialState.RUNNING)
+        status = progress_line(trials, parallel=running + 1)  # this worker goes on too
+        log.info("trial %d %s in %s: %s | best %s | %s", number, outcome.state.name, took, value, best, status)
         if self.plan.tracking_uri is None:
             return
         from vae_sweep.track.run import TRACKING_ERRORS

@@ -1,0 +1,68 @@
+"""Progress a sweep shows: each trial's start (its sampled values) and end (its own duration,
+the study's progress and ETA), and the sweep's status line while its workers run."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from helpers.in_process import run_here
+from helpers.run_if import needs_vae_train
+from helpers.sweep_processes import run, sweep_command
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from vae_sweep.sweep.progress import eta_s, progress_line
+
+START = datetime.datetime(2026, 12, 1, 12, 0, 0)
+
+
+def trial(state: TrialState, seconds: float | None = None):
+    """A trial in ``state`` that ran for ``seconds`` (finished ones)."""
+    made = create_trial(
+        state=TrialState.COMPLETE if state is TrialState.COMPLETE else TrialState.FAIL,
+        value=1.0 if state is TrialState.COMPLETE else None,
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+    )
+    made.state = state
+    made.datetime_start = START if state is not TrialState.WAITING else None
+    made.datetime_complete = START + datetime.timedelta(seconds=seconds) if seconds is not None else None
+    return made
+
+
+def test_the_eta_is_the_median_duration_times_the_trials_left_over_the_workers() -> None:
+    trials = [trial(TrialState.COMPLETE, 10), trial(TrialState.PRUNED, 2), trial(TrialState.COMPLETE, 30)]
+    trials += [trial(TrialState.RUNNING), *(trial(TrialState.WAITING) for _ in range(5))]
+    assert eta_s(trials, parallel=2) == 10 * 6 / 2
+    assert eta_s(trials[3:], parallel=2) is None  # nothing finished yet: no guess
+    assert eta_s(trials[:3], parallel=2) == 0.0  # nothing left
+    line = progress_line(trials, parallel=2)
+    assert line == "3/9 done (2 COMPLETE, 1 PRUNED), 1 running, ETA 30s"
+
+
+@pytest.mark.slow
+@needs_vae_train
+def test_each_trial_says_when_it_starts_with_its_values_and_when_it_ends_with_its_duration(workdir) -> None:
+    done = run(sweep_command("hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none"), workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (done.stdout + done.stderr).splitlines()
+    for number in range(3):
+        started = [line for line in lines if f"trial {number} started ({number + 1}/3): optimizer=" in line]
+        assert len(started) == 1 and "optimizer.lr=" in started[0], lines
+        ended = [line for line in lines if f"trial {number} COMPLETE in " in line]
+        assert len(ended) == 1 and f"{number + 1}/3 done ({number + 1} COMPLETE)" in ended[0], lines
+    assert lines.index(started[0]) < lines.index(ended[0])
+
+
+@pytest.mark.slow
+@needs_vae_train
+def test_the_sweep_says_how_far_the_study_is_while_its_workers_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("vae_sweep.sweep.sweeper.STATUS_INTERVAL_S", 0.5)  # every 30 s in a real sweep
+    stores = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"]
+    argv = [*sweep_command("hydra.sweeper.n_trials=2", "trainer.epochs=40", *stores)[1:]]
+    done = run_here(tmp_path, argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = [line for line in (done.stdout + done.stderr).splitlines() if "study 's': " in line]
+    assert status, done.stdout[-3000:]
+    assert all("/2 done" in line for line in status)

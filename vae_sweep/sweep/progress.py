@@ -1,0 +1,67 @@
+"""How far a study is, in one line: trials done of all, running, and when it will end.
+
+Read from the study's storage, so any process can say it: a worker after each trial, the sweep's
+own process every ``STATUS_INTERVAL_S`` while its workers run (the only progress a user sees
+when the launcher keeps the workers' output in files, as submitit and Ray do).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+
+from optuna.trial import FrozenTrial, TrialState
+
+STATUS_INTERVAL_S = 30.0
+
+
+def duration_s(trial: FrozenTrial) -> float | None:
+    """How long a finished trial ran, from its claim to its end."""
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def eta_s(trials: Sequence[FrozenTrial], parallel: int) -> float | None:
+    """Seconds until the trials not yet finished are, ``parallel`` at a time, at the median
+    duration of those finished so far; None before any finished, 0 when none is left."""
+    left = sum(1 for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING))
+    durations = [d for d in map(duration_s, trials) if d is not None]
+    if not left:
+        return 0.0
+    if not durations:
+        return None
+    return statistics.median(durations) * left / max(1, parallel)
+
+
+def progress_line(trials: Sequence[FrozenTrial], *, parallel: int) -> str:
+    """``12/30 done (8 COMPLETE, 3 PRUNED, 1 FAIL), 2 running, ETA 1m05s``."""
+    states = Counter(t.state for t in trials)
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    finished = [(state, n) for state in ended if (n := states[state])]
+    line = f"{sum(n for _, n in finished)}/{len(trials)} done"
+    if finished:
+        line += f" ({', '.join(f'{n} {state.name}' for state, n in finished)})"
+    if states[TrialState.RUNNING]:
+        line += f", {states[TrialState.RUNNING]} running"
+    eta = eta_s(trials, parallel)
+    if eta is not None and eta >= 1:
+        line += f", ETA {format_duration(eta)}"
+    return line
+
+
+def format_duration(seconds: float) -> str:
+    """``2.6s``, ``42s``, ``3m05s``, ``2h07m``.
+
+    >>> format_duration(2.61), format_duration(42.4), format_duration(185), format_duration(7650)
+    ('2.6s', '42s', '3m05s', '2h07m')
+    """
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
