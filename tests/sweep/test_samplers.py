@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from vae_sweep.errors import ConfigError
-from vae_sweep.sweep.samplers_and_pruners import SAMPLERS, make_sampler, sampler_choice
+from vae_sweep.sweep.samplers_and_pruners import SAMPLERS, make_sampler, pruner_choice, sampler_choice
 from vae_sweep.sweep.space import parse_search_space
 from vae_sweep.sweep.worker import Outcome, TrialWorker, tell
 
@@ -115,3 +115,12 @@ def test_a_sampler_naming_anything_but_an_optuna_sampler_is_refused(node: dict, 
     with pytest.raises(ConfigError) as refused:
         sampler_choice(node)
     assert refused.value.key == key and message in refused.value.message
+
+
+def test_a_plain_name_stands_for_a_sampler_or_pruner_without_the_study_files_options() -> None:
+    assert sampler_choice("random") == ("random", None, {})  # hydra.sweeper.sampler=random
+    assert pruner_choice("none") == ("none", {})  # hydra.sweeper.pruner=none
+    assert pruner_choice({"name": "median", "options": {"n_warmup_steps": 5}}) == ("median", {"n_warmup_steps": 5})
+    with pytest.raises(ConfigError) as refused:
+        pruner_choice({"name": "median", "n_warmup_steps": 5})  # an option outside options
+    assert refused.value.key == "hydra.sweeper.pruner" and "unknown key(s) n_warmup_steps" in refused.value.message

@@ -210,6 +210,19 @@ def test_multi_objective_study_reports_its_pareto_front(workdir):
     assert all(len(entry["values"]) == 2 for entry in front)
 
 
+def test_a_plain_name_switches_the_study_files_sampler_and_pruner(workdir):
+    """``hydra.sweeper.pruner=none`` and ``sampler=random`` drop the study file's options with them."""
+    argv = ["-m", "study=techniques", "hydra.sweeper.n_trials=2", *TINY_SWEEP, *stores_in(workdir)]
+    out = run_here(workdir, [*argv, "hydra.sweeper.pruner=none", "hydra.sweeper.sampler=random"])
+    assert out.returncode == 0, out.stderr
+    study = load_study(workdir, "techniques")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    _, parents, _ = runs(workdir)
+    settings = parents[0].data.params  # the study's settings, as the sweep used them
+    assert (settings["sampler"], settings["pruner"]) == ("random", "none")
+    assert not any(key.startswith(("sampler.multivariate", "pruner.n_warmup_steps")) for key in settings)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
+from omegaconf import OmegaConf
 
 from vae_sweep.errors import ConfigError, require
 from vae_sweep.sweep.space import SearchSpace
@@ -67,12 +68,20 @@ def sampler_class(name: str) -> Callable[..., optuna.samplers.BaseSampler] | Non
     return found if isinstance(found, type) and issubclass(found, optuna.samplers.BaseSampler) else None
 
 
-def sampler_choice(node: Mapping[str, Any]) -> tuple[str, int | None, dict[str, Any]]:
+def plain(node: Any) -> Any:
+    """A setting as Hydra hands it over (a DictConfig, or a name) as plain Python."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def sampler_choice(node: Mapping[str, Any] | str) -> tuple[str, int | None, dict[str, Any]]:
     """``(name, seed, options)`` from ``hydra.sweeper.sampler``, written as ours,
-    ``{name: tpe, seed: 1, options: {...}}``, or as the official plugin's,
-    ``{_target_: optuna.samplers.TPESampler, seed: 1, n_startup_trials: 5}``. Only classes of
-    ``optuna.samplers`` may be named: a config never makes another object."""
+    ``{name: tpe, seed: 1, options: {...}}``, as the official plugin's,
+    ``{_target_: optuna.samplers.TPESampler, seed: 1, n_startup_trials: 5}``, or as a plain name.
+    Only classes of ``optuna.samplers`` may be named: a config never makes another object."""
     key = "hydra.sweeper.sampler"
+    node = plain(node)
+    if isinstance(node, str):  # hydra.sweeper.sampler=random: that sampler, unseeded, with no options
+        return node, None, {}
     rest = dict(node)
     seed = rest.pop("seed", None)
     require(
@@ -123,6 +132,22 @@ def make_sampler(
     if factory is optuna.samplers.GridSampler:
         fixed["search_space"] = space.grid()
     return checked_call(factory, key, options, **fixed)
+
+
+def pruner_choice(node: Mapping[str, Any] | str) -> tuple[str, dict[str, Any]]:
+    """``(name, options)`` from ``hydra.sweeper.pruner``: ``{name: median, options: {...}}`` or a
+    plain name (``hydra.sweeper.pruner=none``)."""
+    node = plain(node)
+    if isinstance(node, str):
+        return node, {}
+    rest = dict(node)
+    name, options = rest.pop("name", "none"), dict(rest.pop("options", None) or {})
+    require(
+        not rest,
+        "hydra.sweeper.pruner",
+        f"unknown key(s) {', '.join(sorted(rest))}: a pruner has name and options (its keyword arguments)",
+    )
+    return str(name), options
 
 
 def make_pruner(name: str, options: Mapping[str, Any], *, multi_objective: bool) -> optuna.pruners.BasePruner:

@@ -18,17 +18,17 @@ SWEEPER_TARGET = "hydra_plugins.vae_sweep_optuna.optuna_sweeper.OptunaSweeper"
 def default_sampler() -> dict[str, Any]:
     """``{name, seed, options}``: name is tpe, random, grid, cmaes, gp, nsgaii, qmc or another
     class of ``optuna.samplers``; options are its keyword arguments, e.g. {multivariate: true}.
-    The official plugin's form, ``{_target_: optuna.samplers.TPESampler, seed: 1, ...}``, is read
-    too (``vae_sweep.sweep.samplers_and_pruners.sampler_choice``), so the node is not typed."""
+    The official plugin's form, ``{_target_: optuna.samplers.TPESampler, seed: 1, ...}``, and a
+    plain name (``hydra.sweeper.sampler=random``) are read too
+    (``vae_sweep.sweep.samplers_and_pruners.sampler_choice``), so the node is not typed."""
     return {"name": "tpe", "seed": None, "options": {}}
 
 
-@dataclass
-class PrunerSettings:
-    # none, median, percentile, successive_halving, hyperband, patient, threshold
-    name: str = "none"
-    # Keyword arguments for the Optuna pruner, e.g. {n_warmup_steps: 5}.
-    options: dict[str, Any] = field(default_factory=dict)
+def default_pruner() -> dict[str, Any]:
+    """``{name, options}``: name is none, median, percentile, successive_halving, hyperband,
+    patient or threshold; options its keyword arguments, e.g. {n_warmup_steps: 5}. A plain name
+    stands for it too (``hydra.sweeper.pruner=none``), so the node is not typed."""
+    return {"name": "none", "options": {}}
 
 
 @dataclass
@@ -49,7 +49,7 @@ class OptunaSweeperSettings:
     # Trials running at the same time on this machine (one worker process each).
     n_jobs: int = 1
     sampler: Any = field(default_factory=default_sampler)
-    pruner: PrunerSettings = field(default_factory=PrunerSettings)
+    pruner: Any = field(default_factory=default_pruner)
     # The search space: key -> Hydra override grammar (choice, range, interval, tag(log, ...))
     # or a mapping of conditions (see docs/studies.md).
     params: dict[str, Any] = field(default_factory=dict)

@@ -43,7 +43,7 @@ from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.progress import STATUS_INTERVAL_S, progress_line
 from vae_sweep.sweep.results import PLOTS, save_plots, summarize, write_results
-from vae_sweep.sweep.samplers_and_pruners import sampler_choice
+from vae_sweep.sweep.samplers_and_pruners import pruner_choice, sampler_choice
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import (
@@ -184,9 +184,8 @@ class OptunaSweeperImpl:
             merge_params(study_params, sweeps, fixed), narrowed=frozenset(sweeps) & frozenset(study_params)
         )
         directions = parse_directions(settings.direction)
-        sampler_name, sampler_seed, sampler_options = sampler_choice(
-            OmegaConf.to_container(settings.sampler, resolve=True)
-        )
+        sampler_name, sampler_seed, sampler_options = sampler_choice(settings.sampler)
+        pruner_name, pruner_options = pruner_choice(settings.pruner)
         self.plot_names()  # an unknown plot is refused now, not after the last trial
         require(
             1 <= settings.n_trials <= MAX_TRIALS,
@@ -224,8 +223,8 @@ class OptunaSweeperImpl:
             sampler_name=sampler_name,
             sampler_seed=sampler_seed,
             sampler_options=sampler_options,
-            pruner_name=settings.pruner.name,
-            pruner_options=OmegaConf.to_container(settings.pruner.options, resolve=True),
+            pruner_name=pruner_name,
+            pruner_options=pruner_options,
             n_jobs=settings.n_jobs,
             local_workers=launches_locally(self.config.hydra.launcher),
             max_failure_rate=settings.max_failure_rate,

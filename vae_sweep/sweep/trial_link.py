@@ -31,7 +31,7 @@ from vae_sweep.names import (
     TRIAL_STATE_TAG,
 )
 from vae_sweep.sweep.retry import previous_attempts
-from vae_sweep.sweep.samplers_and_pruners import make_pruner
+from vae_sweep.sweep.samplers_and_pruners import make_pruner, pruner_choice
 from vae_sweep.sweep.settings import SWEEPER_TARGET
 from vae_sweep.sweep.study import make_storage
 
@@ -180,7 +180,8 @@ def link_current_job() -> TrialLink | None:
         return None
     storage = job_storage(sweeper.storage)
     multi_objective = not isinstance(sweeper.direction, str)
-    pruner = make_pruner(sweeper.pruner.name, sweeper.pruner.options, multi_objective=multi_objective)
+    pruner_name, pruner_options = pruner_choice(sweeper.pruner)
+    pruner = make_pruner(pruner_name, pruner_options, multi_objective=multi_objective)
     # The sampler is irrelevant here: this handle only reports and asks the pruner.
     study = optuna.load_study(
         study_name=sweeper.study_name, storage=storage, sampler=optuna.samplers.RandomSampler(), pruner=pruner
@@ -193,7 +194,7 @@ def link_current_job() -> TrialLink | None:
         storage=storage,
         study_name=sweeper.study_name,
         parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
-        pruning=sweeper.pruner.name != "none",
+        pruning=pruner_name != "none",
         heartbeat_interval=sweeper.get("heartbeat_interval") or None,
         tracking_uri=sweeper.get("tracking_uri"),
     )
