@@ -37,6 +37,7 @@ from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.local_stores import absolute_sqlite_url
 from vae_sweep.track.training import train_and_track
 from vae_sweep.train.config import parse_objectives
+from vae_sweep.train.progress import run_summary
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +180,16 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     if launched_in.resolve() != Path.cwd().resolve() and "uri" in cfg.get("tracking", {}):  # hydra.job.chdir=true
         with open_dict(cfg):  # a relative store is the one where vae-train was started
             cfg.tracking.uri = absolute_sqlite_url(cfg.tracking.uri, launched_in)
+    run_ids: list[str] = []
     try:
         objectives = parse_objectives(cfg.get("objective", "val_loss"))
         if link is not None and cfg.trainer.get("checkpoint_every"):
             link.record_checkpoint(checkpoint)
         result = train_and_track(
             cfg,
-            callbacks=link.callbacks(objectives[0]) if link else (),
+            callbacks=link.callbacks(objectives[0]) if link else single_run_progress(cfg),
             tags=link.tags() if link else None,
-            on_run_start=link.record_run if link else None,
+            on_run_start=link.record_run if link else run_ids.append,
             require_tracking=link is None,  # a sweep checked its store at the start; a trial goes on without it
             checkpoint=checkpoint,
             resume=link.resume_point() if link else None,
@@ -196,8 +198,36 @@ def train_task(cfg: DictConfig) -> float | list[float]:
         log.error("%s; the run is recorded as failed", error)
         return [math.nan] * len(objectives) if len(objectives) > 1 else math.nan
     values = [result.metrics[name] for name in objectives]
-    log.info("%s", ", ".join(f"{name} = {value:.4f}" for name, value in zip(objectives, values, strict=True)))
+    if link is None:  # a trial's line comes from the sweeper
+        named = dict(zip(objectives, values, strict=True))
+        print(run_summary(result.metrics, named, run_ids[0] if run_ids else None, where_to_look(cfg, run_ids)))
     return values if len(values) > 1 else values[0]
+
+
+def single_run_progress(cfg: DictConfig) -> tuple:
+    """A single run's epoch progress, as ``trainer.progress`` says (the config is checked later:
+    an unknown mode is refused there, before training). ``auto`` prints no epoch lines in a
+    multirun of Hydra's own sweeper when not on a terminal: six jobs would be 300 lines."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from vae_sweep.train.progress import PROGRESS, EpochProgress
+
+    mode = str(cfg.get("trainer", {}).get("progress", "auto"))
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if mode == "off" or mode not in PROGRESS or (mode == "auto" and multirun and not sys.stderr.isatty()):
+        return ()
+    return (EpochProgress(int(cfg.trainer.epochs), mode),)
+
+
+def where_to_look(cfg: DictConfig, run_ids: list[str]) -> str:
+    """The command (or page) that shows the run: MLflow's UI on its store."""
+    uri = cfg.get("tracking", {}).get("uri") if run_ids else None
+    if not uri:
+        return "not tracked (tracking=none); tracking=mlflow logs runs to sqlite:///mlflow.db"
+    if str(uri).startswith(("http://", "https://")):
+        return f"open {uri}  (run {run_ids[0]})"
+    return f"mlflow ui --backend-store-uri {uri}  (run {run_ids[0]})"
 
 
 def interrupted_message(error: KeyboardInterrupt) -> str:

@@ -53,6 +53,7 @@ def test_a_diverging_job_does_not_take_down_the_multirun(tmp_path):
         ("optimizer.lr=-1", "optimizer.lr: must be > 0, got -1.0"),
         ("model.encoder_dropout=1.0", "model.encoder_dropout: must be in [0, 1), got 1.0"),
         ("trainer.batch_size=abc", "trainer.batch_size: Value 'abc' of type 'str' could not be converted to Integer"),
+        ("trainer.progress=loud", "trainer.progress: must be one of auto, bar, lines, off, got 'loud'"),
     ],
 )
 def test_bad_values_exit_2_with_one_clear_message_and_no_run(tmp_path, override, expected):
@@ -68,3 +69,22 @@ def test_unknown_option_lists_the_available_ones(tmp_path):
     assert out.returncode != 0
     assert "Could not find 'optimizer/adamax'" in out.stderr
     assert "adagrad" in out.stderr and "nesterov" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_single_run_shows_each_epoch_and_ends_saying_what_it_got_and_where_to_look(tmp_path):
+    out = vae_train(tmp_path, "trainer.epochs=3", "trainer.iwae_samples=4")  # not a terminal: a line per epoch
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    for epoch in (1, 2, 3):
+        line = next(line for line in text.splitlines() if f"epoch {epoch}/3 | train " in line)
+        assert "| val " in line and "(recon " in line and ", KL " in line and "| lr " in line and "s/epoch" in line
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("vae-sweep").experiment_id])
+    summary = f"Run {run.info.run_id} FINISHED after "
+    assert summary in out.stdout and f"val_loss = {run.data.metrics['val_loss']:.4f}" in out.stdout
+    assert f"loss {run.data.metrics['test_loss']:.2f} (recon " in out.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///mlflow.db  (run {run.info.run_id})" in out.stdout
+    quiet = vae_train(tmp_path, "trainer.epochs=2", "trainer.iwae_samples=4", "trainer.progress=off")
+    assert quiet.returncode == 0 and "epoch 1/2" not in quiet.stdout + quiet.stderr
+    assert "FINISHED after" in quiet.stdout  # the end still says what happened

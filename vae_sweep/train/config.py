@@ -20,6 +20,7 @@ from vae_sweep.train.data import DataSpec
 from vae_sweep.train.extensions import load_extensions
 from vae_sweep.train.models import ModelSpec
 from vae_sweep.train.optimizers import OptimizerSpec
+from vae_sweep.train.progress import PROGRESS
 from vae_sweep.train.regularization import RegularizationSpec
 from vae_sweep.train.schedules import SchedulerSpec
 from vae_sweep.train.specs import parse_spec, register
@@ -62,9 +63,13 @@ class TrainerSpec:
     # Save a checkpoint every N epochs (0: never), so that a sweep trial whose worker died goes
     # on from there in the same MLflow run when it is retried.
     checkpoint_every: int = 0
+    # A single run's per-epoch progress: auto (a bar on a terminal, else a line per epoch, none in
+    # a multirun's log), bar, lines or off. Our sweeper's trials print one line each instead.
+    progress: str = "auto"
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(self.progress in PROGRESS, "progress", f"must be one of {', '.join(PROGRESS)}, got {self.progress!r}")
         require(0 <= self.seed <= MAX_SEED, "seed", f"must be in [0, 2**32 - 1] (NumPy's seeds), got {self.seed}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(

@@ -43,9 +43,9 @@ EVAL_ROWS = 8192  # rows per evaluation chunk (examples x importance samples), b
 
 
 class EpochCallback(Protocol):
-    """What a callback must have; it may also have ``on_checkpoint(epoch, path)``, called after a
-    checkpoint was saved, and ``on_resume(epoch, history)``, called once when training goes on
-    from a checkpoint with the epochs' metrics up to it."""
+    """What a callback must have; it may also have ``on_epoch_start(epoch)``, ``on_checkpoint(epoch,
+    path)``, called after a checkpoint was saved, and ``on_resume(epoch, history)``, called once
+    when training goes on from a checkpoint with the epochs' metrics up to it."""
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called after every epoch; raising stops training (a pruner does so)."""
@@ -119,6 +119,9 @@ def train(
         config_fingerprint = fingerprint(config)
         started = time.perf_counter() - train_time
         for epoch in range(first_epoch, trainer.epochs + 1):
+            for callback in callbacks:
+                if hasattr(callback, "on_epoch_start"):
+                    callback.on_epoch_start(epoch)
             epoch_start = time.perf_counter()
             metrics = train_epoch(model, optimizer, schedule, config, data, batches, generator, epoch, precision)
             train_time += time.perf_counter() - epoch_start
