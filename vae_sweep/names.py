@@ -47,6 +47,9 @@ STUDY_NAME_TAG = "optuna.study_name"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # a trial's run -> the study's parent run
 BEST_RUN_TAG = "best.run_id"  # on the parent run: the best trial's run so far (one objective)
 RESUMED_AT_TAG = "vae_sweep.resumed_at_epoch"  # a retry that went on from a checkpoint, in the same run
+# MLflow 3's UI opens an experiment in the view this tag names; without it, it may guess GenAI
+# ("Evaluations", traces, prompts) instead of the model-training view our runs are made for.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 INCOMPLETE_TAG = "vae_sweep.incomplete"  # a run closed by a later sweep: its tracking server was down at its end
 INCOMPLETE_NOTE = (
     "closed by a later sweep: the tracking server was down when the trial ended, so metrics or artifacts "

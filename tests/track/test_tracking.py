@@ -62,6 +62,19 @@ def test_digits_run_logs_every_contract_metric_per_epoch_and_at_the_end(digits_r
     assert run.data.metrics["test_iwae"] <= run.data.metrics["test_loss"]
 
 
+def test_the_experiment_opens_in_mlflows_model_training_view(digits_run, tmp_path):
+    _, _, client, run = digits_run
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    # An experiment made before (by an older vae-sweep, or by hand) gets the tag at its next run.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(uri).create_experiment("vae-sweep")
+    train_and_track(compose_run(uri, "debug=tiny", "trainer.epochs=1"))
+    _, later = only_run(uri)
+    assert MlflowClient(uri).get_experiment(later.info.experiment_id).tags["mlflow.experimentKind"] == (
+        "custom_model_development"
+    )
+
+
 def test_digits_run_logs_flattened_params_and_technique_tags(digits_run):
     _, _, _, run = digits_run
     params = run.data.params

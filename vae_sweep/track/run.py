@@ -21,7 +21,7 @@ from typing import Any
 import requests
 import torch
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Experiment, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -29,6 +29,8 @@ from vae_sweep.errors import ConfigError
 from vae_sweep.local_stores import check_local_store
 from vae_sweep.names import (
     CONFIG_ARTIFACT,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     EXTENSION_TAG_PREFIX,
     FAILURE_DETAIL_TAG,
     FAILURE_REASON_ATTR,
@@ -164,8 +166,16 @@ def client_for(uri: str) -> MlflowClient:
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """Get or create the experiment; another process may create it at the same moment. One that
-    was deleted (in the MLflow UI) is not brought back behind the user's back: they are told how."""
+    """Get or create the experiment, marked for MLflow's model-training view; another process may
+    create it at the same moment. One that was deleted (in the MLflow UI) is not brought back
+    behind the user's back: they are told how."""
+    found = find_experiment(client, name)
+    if found.tags.get(EXPERIMENT_KIND_TAG) is None:  # made by us before the tag, or by someone else
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return found.experiment_id
+
+
+def find_experiment(client: MlflowClient, name: str) -> Experiment:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None and experiment.lifecycle_stage == "deleted":
         raise ConfigError(
@@ -175,14 +185,14 @@ def experiment_id(client: MlflowClient, name: str) -> str:
             "with tracking.experiment=NAME",
         )
     if experiment is not None:
-        return experiment.experiment_id
+        return experiment
     try:
-        return client.create_experiment(name)
+        return client.get_experiment(client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}))
     except MlflowException:
-        experiment = client.get_experiment_by_name(name)
+        experiment = client.get_experiment_by_name(name)  # made by another process meanwhile
         if experiment is None:
             raise
-        return experiment.experiment_id
+        return experiment
 
 
 class MlflowRun:
