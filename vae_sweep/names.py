@@ -36,6 +36,7 @@ WEIGHTS_ARTIFACT = "model/state_dict.pt"
 # MLflow tags.
 FAILURE_DETAIL_TAG = "failure_detail"  # beside failure_reason: the error's message
 PRUNED_AT_TAG = "pruned_at_epoch"
+NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 BEST_TRIAL_TAG = "best.trial_number"  # on the study's parent run, with BEST_RUN_TAG
 REPRODUCED_FROM_TAG = "reproduced_from"  # a vae-reproduce run: the run it re-ran
 VERDICT_TAG = "reproduce.verdict"

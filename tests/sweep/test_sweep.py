@@ -159,6 +159,11 @@ def test_pruner_stops_a_bad_trial_and_keeps_its_curve(workdir):
     epoch = int(pruned.data.tags["pruned_at_epoch"])
     assert epoch < 3  # stopped before its last epoch, its curve kept up to there
     assert [m.step for m in client.get_metric_history(pruned.info.run_id, "val_loss")] == list(range(1, epoch + 1))
+    # The runs table tells it from a completed trial: by its name and its description.
+    assert pruned.info.run_name.endswith(f"(pruned at epoch {epoch})")
+    assert pruned.data.tags["mlflow.note.content"].startswith(f"Pruned after epoch {epoch}:")
+    complete = next(r for r in children if r.data.tags["optuna.trial_state"] == "COMPLETE")
+    assert "pruned" not in complete.info.run_name and "mlflow.note.content" not in complete.data.tags
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_sweep_goes_on(workdir):

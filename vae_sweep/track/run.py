@@ -35,6 +35,7 @@ from vae_sweep.names import (
     FAILURE_DETAIL_TAG,
     FAILURE_REASON_ATTR,
     FINAL_METRICS,
+    NOTE_TAG,
     PRUNED_AT_TAG,
     TRIAL_NUMBER_TAG,
     WEIGHTS_ARTIFACT,
@@ -379,8 +380,20 @@ class MlflowRun:
             self.end("FINISHED")
 
     def prune(self, epoch: int) -> None:
-        """A pruned run ends normally, its curves kept, marked with the epoch it stopped at."""
-        self.end("FINISHED", {PRUNED_AT_TAG: str(epoch)})
+        """A pruned run ends normally, its curves kept, marked with the epoch it stopped at: a
+        tag to filter on (``tags.pruned_at_epoch``), its name (``... (pruned at epoch 5)``) and its
+        description, so that the runs table tells it from a trial that ran to the end."""
+
+        def rename() -> None:
+            name = self.client.get_run(self.run_id).info.run_name
+            self.client.update_run(self.run_id, name=f"{name} (pruned at epoch {epoch})")
+
+        self.send("the pruned run's name", rename)
+        note = (
+            f"Pruned after epoch {epoch}: Optuna's pruner found it unpromising against the study's other "
+            "trials at that epoch and stopped it. Its curves end there; it has no test metrics."
+        )
+        self.end("FINISHED", {PRUNED_AT_TAG: str(epoch), NOTE_TAG: note})
 
     def fail(self, reason: str, detail: str = "", status: str = "FAILED") -> None:
         self.end(status, {FAILURE_REASON_ATTR: reason, **({FAILURE_DETAIL_TAG: detail[:5000]} if detail else {})})
