@@ -24,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXIT_CODE = 130  # the shell's code for Ctrl-C; used for SIGTERM and SIGHUP too (docs/reliability.md)
@@ -109,7 +111,25 @@ def install() -> bool:
     for signum in SIGNALS:
         if signal.getsignal(signum) != STATE.on_signal:
             signal.signal(signum, STATE.on_signal)
+    if not getattr(sys.unraisablehook, "keeps_interrupts", False):
+        sys.unraisablehook = keeping_interrupts(sys.unraisablehook)
     return True
+
+
+def keeping_interrupts(previous: Callable[[Any], object]) -> Callable[[Any], object]:
+    """An ``Interrupted`` raised while Python ran a finalizer (a weakref callback, ``__del__``,
+    which garbage collection may run in the middle of training) cannot stop anything: Python
+    prints it as ignored and goes on. Then it is not printed, and counts as not raised, so the
+    next safe point raises it again (``shielded()``'s end, around each epoch's callbacks)."""
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            STATE.raised = False
+            return
+        previous(unraisable)
+
+    hook.keeps_interrupts = True  # type: ignore[attr-defined]
+    return hook
 
 
 class ShieldedCallback:

@@ -4,12 +4,16 @@ sent to this process (the end-to-end cases are in tests/e2e/test_crashes.py)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
+import sys
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
+from vae_sweep import interrupts
 from vae_sweep.interrupts import Interrupted, InterruptState, ShieldedCallback
 
 
@@ -49,6 +53,29 @@ def test_a_call_shielded_inside_training_is_finished_before_the_signal_is_raised
         send(signal.SIGHUP)  # an MLflow flush while training
         finished.append(True)
     assert finished == [True]
+
+
+def test_a_signal_that_lands_in_a_finalizer_is_raised_quietly_at_the_next_safe_point(state, monkeypatch, capsys):
+    """Garbage collection runs weakref callbacks anywhere in training; an Interrupted raised in
+    one is only printed as ignored by Python. It must still stop training, without a traceback."""
+    monkeypatch.setattr(interrupts, "STATE", state)
+    monkeypatch.setattr(sys, "unraisablehook", interrupts.keeping_interrupts(sys.unraisablehook))
+
+    class Mapped:  # stands for SQLAlchemy's registry entries, whose finalizers run at a collection
+        pass
+
+    thing = Mapped()
+    ref = weakref.ref(thing, lambda _: send(signal.SIGTERM))
+    went_on = []
+    with pytest.raises(Interrupted), state.interruptible():
+        del thing
+        gc.collect()  # the callback ran, and Python swallowed what it raised
+        went_on.append(True)
+        with state.shielded():  # the next epoch's callbacks: a safe point
+            pass
+        pytest.fail("training went on past the next safe point")
+    assert went_on == [True] and ref() is None
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_a_second_signal_never_raises_again(state):
