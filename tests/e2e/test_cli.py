@@ -27,6 +27,18 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # printing trains nothing
 
 
+def test_help_says_what_it_does_lists_each_group_with_its_options_and_where_results_go(tmp_path):
+    out = vae_train(tmp_path, "--help")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("vae-train: train a variational autoencoder")
+    assert "optimizer: adadelta, adagrad, adam, adamw, momentum" in out.stdout  # Hydra lists the options found
+    assert "study: conv, mnist, modern, pareto, quick, techniques" in out.stdout
+    assert "vae-train -m study=techniques" in out.stdout and "optimization_results.yaml" in out.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in out.stdout
+    assert "_target_" not in out.stdout  # no config dump: --cfg job prints that
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_multirun_of_two_jobs_creates_two_mlflow_runs_in_the_default_store(tmp_path):
     out = vae_train(tmp_path, "-m", "model.activation=relu,tanh", *TINY)
