@@ -106,7 +106,8 @@ def test_an_interrupt_queues_a_clean_retry_that_does_not_spend_max_retry(workdir
     assert killed.data.tags["optuna.trial_state"] == "FAIL"
 
     # The retry's worker is then killed: the interrupt did not use up max_retry=1, so it is retried.
-    kill_while_training(command, workdir, number=2)
+    # Longer trials here: on a loaded machine a trial of a second could end between two polls.
+    kill_while_training([*command, "trainer.epochs=400"], workdir, number=2)
     again = run(command, workdir)
     assert again.returncode == 0, again.stderr[-3000:]
     all_trials = assert_budget_done(workdir, budget=2)

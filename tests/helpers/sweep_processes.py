@@ -67,7 +67,16 @@ def kill_while_training(command: Sequence[str], cwd: Path, number: int) -> Froze
     returns that trial as it was just before."""
     process = start(command, cwd)
     try:
-        trial = wait_until(lambda: [t for t in training(cwd) if t.number == number], f"trial {number} to train")[0]
+        try:
+            trial = wait_until(lambda: [t for t in training(cwd) if t.number == number], f"trial {number} to train")[0]
+        except AssertionError:
+            if process.poll() is None:
+                raise
+            _, stdout, stderr = finish(process)
+            raise AssertionError(
+                f"the sweep ended (exit {process.returncode}) before trial {number} was seen training: "
+                f"{(stdout + stderr)[-3000:]}"
+            ) from None
         process.send_signal(signal.SIGKILL)
         process.wait()
     finally:

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -257,7 +258,9 @@ class OptunaSweeperImpl:
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
             check_space_fits(study, space)
             if checked.metric_names and study.metric_names != list(checked.metric_names):
-                study.set_metric_names(list(checked.metric_names))  # Optuna's plots and dashboard say val_loss
+                with warnings.catch_warnings():  # "experimental" since Optuna 3.2, unchanged since
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.set_metric_names(list(checked.metric_names))  # Optuna's plots and dashboard say val_loss
             fail_stale_trials(study)
             died = fail_dead_trials(study, storage, plan.retry())
             if died:
