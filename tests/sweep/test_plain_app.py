@@ -89,6 +89,14 @@ def run_app(
     )
 
 
+def app_in(folder: Path, name: str, code: str, config: str) -> Path:
+    """``folder/NAME.py`` with its config ``folder/NAME.yaml`` beside it; the script's path."""
+    (folder / f"{name}.yaml").write_text(config)
+    script = folder / f"{name}.py"
+    script.write_text(code)
+    return script
+
+
 def results(cwd: Path) -> dict:
     return yaml.safe_load((cwd / "sweep" / "optimization_results.yaml").read_text())
 
@@ -169,9 +177,7 @@ x: 0
 
 @pytest.mark.slow
 def test_a_plain_apps_conditional_params_are_sampled_only_when_their_condition_holds(tmp_path: Path) -> None:
-    (tmp_path / "conditional.py").write_text(CONDITIONAL_APP)
-    (tmp_path / "conditional.yaml").write_text(CONDITIONAL_CONFIG)
-    done = run_app(tmp_path / "conditional.py", tmp_path)
+    done = run_app(app_in(tmp_path, "conditional", CONDITIONAL_APP, CONDITIONAL_CONFIG), tmp_path)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="conditional", storage=f"sqlite:///{tmp_path}/optuna.db")
     kinds = {t.params["kind"] for t in study.trials}
@@ -213,9 +219,8 @@ y: 1
 
 @pytest.mark.slow
 def test_a_multi_objective_app_gets_a_front_of_trials_none_dominates(tmp_path: Path) -> None:
-    (tmp_path / "binh_and_korn.py").write_text(MULTI_OBJECTIVE)
-    (tmp_path / "binh_and_korn.yaml").write_text(MULTI_OBJECTIVE_CONFIG)
-    done = run_app(tmp_path / "binh_and_korn.py", tmp_path, "x=range(0, 5)", "y=range(0, 3)")
+    script = app_in(tmp_path, "binh_and_korn", MULTI_OBJECTIVE, MULTI_OBJECTIVE_CONFIG)
+    done = run_app(script, tmp_path, "x=range(0, 5)", "y=range(0, 3)")
     assert done.returncode == 0, done.stderr
     front = results(tmp_path)["best_trials"]
     assert front
@@ -294,10 +299,9 @@ mlflow_uri: ???
 
 @pytest.mark.slow
 def test_mlflow_for_a_plain_app_parent_and_child_runs_and_the_apps_own_runs_attached(tmp_path: Path) -> None:
-    (tmp_path / "tracked.py").write_text(TRACKED_APP)
-    (tmp_path / "tracked.yaml").write_text(TRACKED_CONFIG)
+    script = app_in(tmp_path, "tracked", TRACKED_APP, TRACKED_CONFIG)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    done = run_app(tmp_path / "tracked.py", tmp_path, f"hydra.sweeper.tracking_uri={uri}", f"mlflow_uri={uri}")
+    done = run_app(script, tmp_path, f"hydra.sweeper.tracking_uri={uri}", f"mlflow_uri={uri}")
     assert done.returncode == 0, done.stderr
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tracked")  # the app's job name

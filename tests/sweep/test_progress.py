@@ -37,7 +37,7 @@ def test_the_eta_is_the_median_duration_times_the_trials_left_over_the_workers()
     assert eta_s(trials, parallel=2) == 10 * 6 / 2
     assert eta_s(trials[3:], parallel=2) is None  # nothing finished yet: no guess
     assert eta_s(trials[:3], parallel=2) == 0.0  # nothing left
-    line = progress_line(trials, parallel=2)
+    line = progress_line(trials, also_working=1)  # the one running, and a worker between trials
     assert line == "3/9 done (2 COMPLETE, 1 PRUNED), 1 running, ETA 30s"
 
 

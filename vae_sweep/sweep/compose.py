@@ -49,15 +49,15 @@ class TrialComposer:
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(list(overrides))
-        choices = tuple(o.input_line for o in parsed if not self.sets_a_value(o))
+        values = [o for o in parsed if self.sets_a_value(o)]  # each asks every config source once
+        choices = tuple(o.input_line for o in parsed if o not in values)
         tree = self.trees.get(choices)
         if tree is None:
             tree = self.trees[choices] = self.config_loader.load_sweep_config(self.master_config, list(choices))
         config = copy.deepcopy(tree)
         try:
-            for override in parsed:
-                if self.sets_a_value(override):
-                    OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
+            for override in values:
+                OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
         except OmegaConfBaseException:  # an unknown key, a wrong type: Hydra's own message
             return self.config_loader.load_sweep_config(self.master_config, list(overrides))
         task = [o for o in parsed if not o.is_hydra_override()]

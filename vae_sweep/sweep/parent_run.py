@@ -25,7 +25,6 @@ from vae_sweep.names import (
     FAILURE_REASON_ATTR,
     INCOMPLETE_NOTE,
     INCOMPLETE_TAG,
-    INTERRUPTED,
     PARENT_RUN_ATTR,
     RUN_ID_ATTR,
     STUDY_NAME_TAG,
@@ -35,6 +34,7 @@ from vae_sweep.names import (
     WORKER_DIED,
 )
 from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.trial_runs import closing_status, trial_value_metrics
 from vae_sweep.track.run import PARAMS_PER_BATCH, TRACKING_ERRORS, client_for, experiment_id
 from vae_sweep.track.stores import check_reachable
 from vae_sweep.track.urls import masked
@@ -181,14 +181,10 @@ def close_stale_runs(client: MlflowClient, study: optuna.Study, parent_run_id: s
             reason = trial.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED)
             tags = [RunTag(FAILURE_REASON_ATTR, reason[:5000]), RunTag(TRIAL_STATE_TAG, "FAIL")]
             client.log_batch(run.info.run_id, tags=tags)
-            client.set_terminated(run.info.run_id, "KILLED" if reason == INTERRUPTED else "FAILED")
         else:
-            values = trial.values or []
-            names = ["trial_value"] if len(values) == 1 else [f"trial_value_{i}" for i in range(len(values))]
-            now = int(time.time() * 1000)
-            metrics = [Metric(name, float(value), now, 0) for name, value in zip(names, values, strict=True)]
+            reason = None
             tags = [RunTag(TRIAL_STATE_TAG, trial.state.name), RunTag(INCOMPLETE_TAG, INCOMPLETE_NOTE)]
-            client.log_batch(run.info.run_id, metrics=metrics, tags=tags)
-            client.set_terminated(run.info.run_id, "FINISHED")
+            client.log_batch(run.info.run_id, metrics=trial_value_metrics(trial), tags=tags)
+        client.set_terminated(run.info.run_id, closing_status(trial, reason))
         closed += 1
     return closed

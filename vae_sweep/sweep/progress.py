@@ -35,8 +35,9 @@ def eta_s(trials: Sequence[FrozenTrial], parallel: int) -> float | None:
     return statistics.median(durations) * left / max(1, parallel)
 
 
-def progress_line(trials: Sequence[FrozenTrial], *, parallel: int) -> str:
-    """``12/30 done (8 COMPLETE, 3 PRUNED, 1 FAIL), 2 running, ETA 1m05s``."""
+def progress_line(trials: Sequence[FrozenTrial], *, also_working: int = 0) -> str:
+    """``12/30 done (8 COMPLETE, 3 PRUNED, 1 FAIL), 2 running, ETA 1m05s``; the ETA counts the
+    trials running and ``also_working`` workers between two trials (one that just finished)."""
     states = Counter(t.state for t in trials)
     ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     finished = [(state, n) for state in ended if (n := states[state])]
@@ -45,7 +46,7 @@ def progress_line(trials: Sequence[FrozenTrial], *, parallel: int) -> str:
         line += f" ({', '.join(f'{n} {state.name}' for state, n in finished)})"
     if states[TrialState.RUNNING]:
         line += f", {states[TrialState.RUNNING]} running"
-    eta = eta_s(trials, parallel)
+    eta = eta_s(trials, states[TrialState.RUNNING] + also_working)
     if eta is not None and eta >= 1:
         line += f", ETA {format_duration(eta)}"
     return line

@@ -383,9 +383,7 @@ class OptunaSweeperImpl:
 
 def log_status(plan: SweepPlan, storage: RDBStorage) -> None:
     """The study's progress while the workers run, whatever the launcher does with their output."""
-    trials = plan.load_study(storage).get_trials(deepcopy=False)
-    running = sum(1 for t in trials if t.state is TrialState.RUNNING)
-    log.info("study %r: %s", plan.study_name, progress_line(trials, parallel=running))
+    log.info("study %r: %s", plan.study_name, progress_line(plan.load_study(storage).get_trials(deepcopy=False)))
 
 
 def forward_to_children(signum: int) -> None:

@@ -39,18 +39,24 @@ def start_trial_run(client: MlflowClient, plan: SweepPlan, number: int, values: 
 
 
 def finish_trial_run(client: MlflowClient, run_id: str, trial: FrozenTrial, reason: str | None) -> None:
-    """State tag, value(s) as ``trial_value`` metrics (``trial_value_i`` for several), failure
-    reason; FINISHED for a complete or pruned trial, KILLED when interrupted, else FAILED."""
-    values = trial.values or []
-    names = ["trial_value"] if len(values) == 1 else [f"trial_value_{i}" for i in range(len(values))]
-    now = int(time.time() * 1000)
-    metrics = [Metric(name, float(value), now, 0) for name, value in zip(names, values, strict=True)]
+    """State tag, value(s) as ``trial_value`` metrics, failure reason; closed as the trial ended."""
     tags = [RunTag(TRIAL_STATE_TAG, trial.state.name)]
     if reason:
         tags.append(RunTag(FAILURE_REASON_ATTR, reason[:5000]))
-    client.log_batch(run_id, metrics=metrics, tags=tags)
+    client.log_batch(run_id, metrics=trial_value_metrics(trial), tags=tags)
+    client.set_terminated(run_id, closing_status(trial, reason))
+
+
+def trial_value_metrics(trial: FrozenTrial) -> list[Metric]:
+    """The trial's value(s) from Optuna: ``trial_value``, or ``trial_value_i`` for several objectives."""
+    values = trial.values or []
+    names = ["trial_value"] if len(values) == 1 else [f"trial_value_{i}" for i in range(len(values))]
+    now = int(time.time() * 1000)
+    return [Metric(name, float(value), now, 0) for name, value in zip(names, values, strict=True)]
+
+
+def closing_status(trial: FrozenTrial, reason: str | None) -> str:
+    """FINISHED for a complete or pruned trial, KILLED when interrupted, else FAILED."""
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        status = "FINISHED"
-    else:
-        status = "KILLED" if reason == INTERRUPTED else "FAILED"
-    client.set_terminated(run_id, status)
+        return "FINISHED"
+    return "KILLED" if reason == INTERRUPTED else "FAILED"

@@ -261,10 +261,8 @@ class TrialWorker:
         number = frozen.number
         best = best_summary(study)
         value = ", ".join(f"{v:.4f}" for v in outcome.values) if outcome.values else outcome.reason or "-"
-        trials = study.get_trials(deepcopy=False)
         took = format_duration(duration_s(frozen) or 0.0)
-        running = sum(1 for t in trials if t.state is TrialState.RUNNING)
-        status = progress_line(trials, parallel=running + 1)  # this worker goes on too
+        status = progress_line(study.get_trials(deepcopy=False), also_working=1)  # this worker goes on too
         log.info("trial %d %s in %s: %s | best %s | %s", number, outcome.state.name, took, value, best, status)
         if self.plan.tracking_uri is None:
             return
