@@ -18,6 +18,7 @@ SHARED = (
     "vae_sweep.local_stores",
     "vae_sweep.hydra_version",
     "vae_sweep.lazy_exports",
+    "vae_sweep.suggestions",
 )
 MAX_LINES = 450
 

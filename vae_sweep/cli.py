@@ -1,13 +1,15 @@
 """Console entry points, and the one place that turns errors into exit codes.
 
 Library code raises (``vae_sweep.errors``); the commands here print one ``<program>: error:``
-line for our errors and exit with the code ``EXIT_CODES`` gives them. Hydra's own errors
-(unknown options and keys) keep Hydra's report and exit code 1. Everything the commands do is
-a function elsewhere that tests can call.
+line for our errors and exit with the code ``EXIT_CODES`` gives them. Hydra's refusals of an
+option or key that does not exist become one such line too, with a did-you-mean (exit code 2);
+its other errors keep Hydra's report and exit code 1. Everything the commands do is a function
+elsewhere that tests can call.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import math
 import os
@@ -35,6 +37,7 @@ from vae_sweep.errors import (
 )
 from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.local_stores import absolute_sqlite_url
+from vae_sweep.suggestions import unknown_name_line
 from vae_sweep.track.training import train_and_track
 from vae_sweep.train.config import parse_objectives
 from vae_sweep.train.progress import run_summary
@@ -50,6 +53,7 @@ EXIT_CODES: tuple[tuple[type[VaeSweepError], int], ...] = (
     (SweepFailed, 1),
     (SweepInterrupted, interrupts.EXIT_CODE),
 )
+CONFIG_PACKAGE = "vae_sweep.conf"  # where train_task finds its config and groups
 HYDRA_HINT = "\nSet the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
 
 
@@ -74,8 +78,9 @@ def train_app() -> None:
     Hydra prints a traceback for any error it meets before the job starts, unless it is one of
     its own; with ``HYDRA_FULL_ERROR=1`` it raises instead, so errors can be told apart: ours
     (from the job or our sweeper) become one line, a config file that is not valid YAML (or not
-    UTF-8 text) one line naming the file (exit code 2), and every other error gets Hydra's
-    report, as if we had not asked. A user who sets ``HYDRA_FULL_ERROR=1`` gets full tracebacks
+    UTF-8 text) one line naming the file, an option or key that does not exist one line with
+    the closest name and what exists (exit code 2), and every other error gets Hydra's report,
+    as if we had not asked. A user who sets ``HYDRA_FULL_ERROR=1`` gets full tracebacks
     of everything but our own errors.
     """
     interrupts.install()
@@ -95,7 +100,7 @@ def train_app() -> None:
     except Exception as error:
         if full_errors:
             raise
-        message = config_file_error(error)
+        message = config_file_error(error) or unknown_name_line(error, groups=config_groups())
         if message is not None:
             print(f"vae-train: error: {message}", file=sys.stderr)
             sys.exit(2)
@@ -107,9 +112,9 @@ def train_app() -> None:
 
 
 def hydra_report(error: Exception) -> None:
-    """What Hydra prints for an error when ``HYDRA_FULL_ERROR`` is unset: its own errors (unknown
-    options and keys, bad override syntax) as their message, any other error as a traceback
-    from the job down."""
+    """What Hydra prints for an error when ``HYDRA_FULL_ERROR`` is unset: its own errors (bad
+    override syntax, a value Hydra's own settings refuse) as their message, any other error as
+    a traceback from the job down. (Unknown options and keys are ``unknown_name_line``'s.)"""
     if isinstance(error, CompactHydraException):
         print(error, file=sys.stderr)
         if error.__cause__ is not None:
@@ -117,6 +122,13 @@ def hydra_report(error: Exception) -> None:
     else:
         traceback.print_exception(type(error), error, frames_below(error.__traceback__, "run_job"))
     print(HYDRA_HINT, file=sys.stderr)
+
+
+def config_groups() -> list[str]:
+    """vae-train's config groups (folders of ``vae_sweep.conf``), some of which have no key in a
+    composed config (``study``, ``debug``): what a misspelt top-level name may have meant."""
+    folder = importlib.resources.files(CONFIG_PACKAGE)
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("_"))
 
 
 def frames_below(tb: TracebackType | None, function: str) -> TracebackType | None:
@@ -159,7 +171,7 @@ def yaml_error_text(error: yaml.YAMLError) -> str:
     return f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}; fix the file"
 
 
-@hydra.main(config_path="pkg://vae_sweep.conf", config_name="config", **VERSION_BASE)
+@hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name="config", **VERSION_BASE)
 def train_task(cfg: DictConfig) -> float | list[float]:
     """Train one VAE and return its objective metric(s), for any Hydra sweeper to minimise.
 
@@ -195,7 +207,8 @@ def train_task(cfg: DictConfig) -> float | list[float]:
             resume=link.resume_point() if link else None,
         )
     except TrainingDiverged as error:
-        log.error("%s; the run is recorded as failed", error)
+        if link is None:  # a trial's failure is one line of the sweeper's
+            log.error("%s; the run is recorded as failed", error)
         return [math.nan] * len(objectives) if len(objectives) > 1 else math.nan
     values = [result.metrics[name] for name in objectives]
     if link is None:  # a trial's line comes from the sweeper
@@ -221,13 +234,18 @@ def single_run_progress(cfg: DictConfig) -> tuple:
 
 
 def where_to_look(cfg: DictConfig, run_ids: list[str]) -> str:
-    """The command (or page) that shows the run: MLflow's UI on its store."""
+    """The command and page that show the run: MLflow's UI on its store, in the model-training view."""
     uri = cfg.get("tracking", {}).get("uri") if run_ids else None
     if not uri:
         return "not tracked (tracking=none); tracking=mlflow logs runs to sqlite:///mlflow.db"
-    if str(uri).startswith(("http://", "https://")):
-        return f"open {uri}  (run {run_ids[0]})"
-    return f"mlflow ui --backend-store-uri {uri}  (run {run_ids[0]})"
+    from vae_sweep.track.run import TRACKING_ERRORS, client_for
+    from vae_sweep.track.urls import masked, page_to_open
+
+    try:
+        experiment = client_for(str(uri)).get_run(run_ids[0]).info.experiment_id
+    except TRACKING_ERRORS:  # the store went away after the run ended: its id still finds it later
+        return f"run {run_ids[0]} in {masked(str(uri))}"
+    return page_to_open(str(uri), experiment, run_ids[0])
 
 
 def interrupted_message(error: KeyboardInterrupt) -> str:

@@ -32,6 +32,7 @@ DEFAULT_EXPERIMENT = "vae-sweep"
 # MLflow artifacts of a run.
 CONFIG_ARTIFACT = "config.yaml"  # the resolved config, what vae-reproduce re-runs
 WEIGHTS_ARTIFACT = "model/state_dict.pt"
+EPOCH_IMAGES_KEY = "reconstructions"  # log_image key of the per-epoch pictures (images/ in the artifacts)
 
 # MLflow tags.
 FAILURE_DETAIL_TAG = "failure_detail"  # beside failure_reason: the error's message
@@ -47,6 +48,7 @@ TRIAL_NUMBER_TAG = "optuna.trial_number"
 STUDY_NAME_TAG = "optuna.study_name"
 PARENT_RUN_TAG = "mlflow.parentRunId"  # a trial's run -> the study's parent run
 BEST_RUN_TAG = "best.run_id"  # on the parent run: the best trial's run so far (one objective)
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # on a run's dataset input: what the run used it for
 RESUMED_AT_TAG = "vae_sweep.resumed_at_epoch"  # a retry that went on from a checkpoint, in the same run
 # MLflow 3's UI opens an experiment in the view this tag names; without it, it may guess GenAI
 # ("Evaluations", traces, prompts) instead of the model-training view our runs are made for.
@@ -80,3 +82,19 @@ FINAL_METRICS = (
 NEWER_FINAL_METRICS = ("test_bpd",)
 
 OBJECTIVES = EPOCH_METRICS[:6] + FINAL_METRICS[:6]
+
+# The MLflow key of a per-epoch metric is its name under "epoch/": MLflow's UI draws a run's
+# metrics in sections by the part before a slash, the named sections before the ungrouped final
+# values, and titles each chart with the part after it. Stores written before kept the bare name.
+EPOCH_KEY_PREFIX = "epoch/"
+
+
+def epoch_key(name: str) -> str:
+    """``val_loss`` -> ``epoch/val_loss``: the key a per-epoch metric is logged under."""
+    return f"{EPOCH_KEY_PREFIX}{name}"
+
+
+def by_metric_name(logged: dict[str, float]) -> dict[str, float]:
+    """A run's MLflow metrics keyed by metric name (``val_loss``, ``test_loss``), whichever way
+    the run logged them: the latest epoch's value of each per-epoch metric, and the final ones."""
+    return {key.removeprefix(EPOCH_KEY_PREFIX): value for key, value in logged.items()}

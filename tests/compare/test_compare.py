@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from vae_sweep.cli import compare
 from vae_sweep.compare import group_labels, pareto_front, technique_table, trial_states
+from vae_sweep.names import by_metric_name
 
 DIMENSIONS = {"optimizer": "technique.optimizer", "activation": "technique.activation"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,20 +42,29 @@ def trials(study) -> pd.DataFrame:
             "state": r.data.tags["optuna.trial_state"],
             **{name: r.data.tags[tag] for name, tag in DIMENSIONS.items()},
             "lr": float(r.data.params["optimizer.lr"]),
-            "val_loss": r.data.metrics.get("val_loss", math.nan),
+            "val_loss": by_metric_name(r.data.metrics).get("val_loss", math.nan),
         }
         for r in runs
     )
 
 
 def expected(trials: pd.DataFrame, dimension: str) -> pd.DataFrame:
-    """The technique table's numbers, computed directly with a groupby."""
+    """The technique table's numbers, computed directly with a groupby: runs by state over all
+    runs, the statistics over completed runs only (vae-compare's default basis)."""
     grouped = trials.groupby(dimension)
-    table = grouped["val_loss"].agg(["count", "min", "median", "mean"])
+    completed = trials[trials["state"] == "COMPLETE"].groupby(dimension)["val_loss"]
+    table = completed.agg(["min", "median", "mean"]).reindex(grouped.size().index)
     for column, state in {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}.items():
         table[column] = grouped["state"].apply(lambda s, state=state: int((s == state).sum()))
     table["count"] = grouped.size()
     return table
+
+
+def expected_winner(trials: pd.DataFrame, dimension: str, min_runs: int) -> list[str]:
+    """The option with the lowest completed-run median among those with ``min_runs`` completed runs."""
+    completed = trials[trials["state"] == "COMPLETE"].groupby(dimension)["val_loss"]
+    medians = completed.median()[completed.count() >= min_runs]
+    return [medians.idxmin()] if len(medians) else []
 
 
 def vae_compare(finished, *args: str) -> tuple[int, str, str]:
@@ -73,13 +83,16 @@ def assert_matches(rows: pd.DataFrame, table: pd.DataFrame) -> None:
         for column in ("count", "completed", "pruned", "failed"):
             assert int(row[column]) == want[column], (row["option"], column)
         for column, name in (("best", "min"), ("median", "median"), ("mean", "mean")):
-            assert float(row[column]) == pytest.approx(want[name], rel=1e-5), (row["option"], column)
+            if pd.isna(want[name]):  # no completed run: nothing compared
+                assert pd.isna(row[column]) or row[column] in ("", "-", None), (row["option"], column)
+            else:
+                assert float(row[column]) == pytest.approx(want[name], rel=1e-5), (row["option"], column)
 
 
 @pytest.fixture(scope="module")
 def json_report(study):
     finished, _ = study
-    code, out, err = vae_compare(finished, "--by", ",".join(DIMENSIONS), "--format", "json")
+    code, out, err = vae_compare(finished, "--by", ",".join(DIMENSIONS), "--format", "json", "--min-runs", "1")
     assert code == 0, err
     return json.loads(out), err
 
@@ -89,17 +102,24 @@ def test_technique_tables_equal_a_direct_groupby(json_report, trials):
     assert "study 'fixture'" in err  # says what the target resolved to
     assert report["runs"] == len(trials) == 10
     assert report["states"]["COMPLETE"] + report["states"]["PRUNED"] + report["states"]["FAIL"] == 10
+    assert report["basis"] == {
+        "compared": "completed",
+        "at_epoch": None,
+        "min_runs": 1,
+        "note": report["basis"]["note"],
+    }
     for dimension in DIMENSIONS:
         rows = pd.DataFrame(report["techniques"][dimension])
         assert_matches(rows, expected(trials, dimension))
-        winner = rows[rows["winner"]]
-        assert list(winner["option"]) == [trials.loc[trials["val_loss"].idxmin(), dimension]]
-        assert rows["best"].iloc[0] == pytest.approx(trials["val_loss"].min())  # best first
+        assert rows["option"][rows["winner"]].tolist() == expected_winner(trials, dimension, 1)
+        ranked = rows[~rows["thin"]]["median"]
+        assert ranked.is_monotonic_increasing  # ranked by median, thin options after
 
 
-def test_top_trials_are_the_best_runs(json_report, trials):
+def test_top_trials_are_the_best_completed_runs(json_report, trials):
     top = pd.DataFrame(json_report[0]["top_trials"])
-    assert list(top["run_id"]) == list(trials.sort_values("val_loss")["run_id"].head(10))
+    completed = trials[trials["state"] == "COMPLETE"].sort_values("val_loss")
+    assert list(top["run_id"]) == list(completed["run_id"].head(10))
     assert {"trial", "state", "val_loss", "optimizer", "activation", "lr"} <= set(top.columns)
 
 
@@ -126,11 +146,15 @@ def markdown_table(text: str, title: str) -> pd.DataFrame:
 def test_markdown_has_one_row_per_option_with_the_same_numbers(study, trials):
     code, out, err = vae_compare(study[0], "--by", ",".join(DIMENSIONS), "--format", "markdown")
     assert code == 0, err
+    assert err == ""  # the report's headline is the header: not printed twice
     for dimension in DIMENSIONS:
         rows = markdown_table(out, f"{dimension} (by val_loss)")
-        assert {"option", "count", "completed", "pruned", "failed", "best", "median", "mean"} <= set(rows.columns)
+        assert {"option", "count", "completed", "pruned", "failed", "n", "best", "median", "mean"} <= set(rows.columns)
         assert_matches(rows, expected(trials, dimension))
-        assert rows.loc[rows[""] == "★", "option"].tolist() == [trials.loc[trials["val_loss"].idxmin(), dimension]]
+        assert rows.loc[rows[""] == "★", "option"].tolist() == expected_winner(trials, dimension, 3)
+        completed = trials[trials["state"] == "COMPLETE"].groupby(dimension).size()
+        thin = [o for o in rows["option"] if completed.get(o, 0) < 3]
+        assert rows.loc[rows[""] == "thin", "option"].tolist() == thin
     assert "## Parameter importances (Optuna)" in out
     code, out, err = vae_compare(study[0], "--by", ",".join(DIMENSIONS), "--format", "html")
     assert code == 0, err
@@ -152,19 +176,22 @@ def test_csv_parses_back_with_the_same_numbers(csv_out, trials):
     for dimension in DIMENSIONS:
         assert_matches(techniques[techniques["dimension"] == dimension], expected(trials, dimension))
     top = pd.read_csv(folder / "top_trials.csv")
-    assert top["val_loss"].tolist() == pytest.approx(trials["val_loss"].nsmallest(10).tolist())
+    completed = trials.loc[trials["state"] == "COMPLETE", "val_loss"]
+    assert top["val_loss"].tolist() == pytest.approx(completed.nsmallest(10).tolist())
     assert not pd.read_csv(folder / "importances.csv").empty
+    assert "Compared: completed runs only" in (folder / "notes.txt").read_text(encoding="utf-8")
 
 
 def test_plots_are_written_and_logged_on_the_parent_run(csv_out, study):
     folder, out = csv_out
-    plots = ["distribution.png", "learning_curves.png", "recon_vs_kl.png"]
-    for name in plots:
-        data = (folder / name).read_bytes()
-        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, name
+    stems = ["distribution", "learning_curves", "recon_vs_kl"]
+    for stem in stems:
+        data = (folder / f"{stem}.png").read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, stem
+    plots = {f"{stem}.{ext}" for stem in stems for ext in ("png", "svg", "pdf")}
     finished, parent = study
     logged = {Path(a.path).name for a in MlflowClient(finished.tracking_uri).list_artifacts(parent, "compare")}
-    assert set(plots) | {"techniques.csv", "top_trials.csv"} <= logged
+    assert plots | {"techniques.csv", "top_trials.csv", "notes.txt"} <= logged
     assert f"on parent run {parent}" in out
 
 
@@ -247,19 +274,21 @@ def test_group_labels_keep_few_values_and_bin_many():
 def test_technique_table_counts_states_and_maximizes():
     runs = pd.DataFrame(
         {
-            "run_id": list("abcd"),
-            "status": ["FINISHED", "FINISHED", "FAILED", "FINISHED"],
-            "tags.pruned_at_epoch": [None, "2", None, None],
-            "tags.technique.optimizer": ["adam", "adam", "sgd", "sgd"],
-            "metrics.active_units": [3.0, 1.0, math.nan, 2.0],
+            "run_id": list("abcde"),
+            "status": ["FINISHED", "FINISHED", "FAILED", "FINISHED", "FINISHED"],
+            "tags.pruned_at_epoch": [None, "2", None, None, None],
+            "tags.technique.optimizer": ["adam", "adam", "sgd", "sgd", "adam"],
+            "metrics.active_units": [3.0, 9.0, math.nan, 2.0, 1.0],
         }
     )
-    assert trial_states(runs).tolist() == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]
-    table = technique_table(runs, "tags.technique.optimizer", "active_units", maximize=True)
-    assert table[["option", "count", "completed", "pruned", "failed", "best", "winner"]].values.tolist() == [
-        ["adam", 2, 1, 1, 0, 3.0, True],
-        ["sgd", 2, 1, 0, 1, 2.0, False],
+    assert trial_states(runs).tolist() == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE", "COMPLETE"]
+    table = technique_table(runs, "tags.technique.optimizer", "active_units", maximize=True, min_runs=1)
+    columns = ["option", "count", "completed", "pruned", "failed", "compared", "best", "median", "winner"]
+    assert table[columns].values.tolist() == [  # the pruned run's 9 is counted, not compared
+        ["adam", 3, 2, 1, 0, 2, 3.0, 2.0, True],  # the same median: the better best wins
+        ["sgd", 2, 1, 0, 1, 1, 2.0, 2.0, False],
     ]
+    assert technique_table(runs, "tags.technique.optimizer", "active_units", maximize=True)["thin"].all()
 
 
 def test_pareto_front():

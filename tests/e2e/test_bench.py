@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from vae_sweep.bench.report import pruning_section, sampler_section, scaling_section
 from vae_sweep.bench.sweeps import read_sweep
+from vae_sweep.names import epoch_key
 
 NUMBER = r"-?[\d,]+(\.\d+)?"
 
@@ -69,7 +70,7 @@ def test_rows_4_to_6_read_a_finished_sweep_and_tabulate_it(finished_study) -> No
     assert result.trials == len(trials) == 10
     assert result.best == min(t.value for t in trials if t.state is optuna.trial.TrialState.COMPLETE)
     client = MlflowClient(tracking_uri=finished_study.tracking_uri)
-    epochs = [len(client.get_metric_history(t.user_attrs["mlflow_run_id"], "train_loss")) for t in trials]
+    epochs = [len(client.get_metric_history(t.user_attrs["mlflow_run_id"], epoch_key("train_loss"))) for t in trials]
     assert result.epochs == sum(epochs) and len(result.ends) == 10
     speed_up = result.per_hour(2) / result.per_hour(1)  # each worker's first trial left out
     assert f"Speed-up {speed_up:.2f}x" in "\n".join(scaling_section({1: result, 2: result}))

@@ -42,6 +42,7 @@ from helpers.sweep_processes import (
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from vae_sweep.names import epoch_key
 from vae_sweep.sweep.study import make_storage
 
 pytestmark = [
@@ -359,7 +360,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_
         "hydra.sweeper.pruner.name=none", "hydra.sweeper.grace_period=600",
     )  # fmt: skip
     sweep = start(command, workdir)
-    logged = "SELECT max(step) FROM metrics WHERE key = 'train_loss'"
+    logged = f"SELECT max(step) FROM metrics WHERE key = '{epoch_key('train_loss')}'"
     try:  # killed after two checkpoints at least, well before the end
         wait_until(lambda: scalar(workdir / "mlflow.db", logged) >= 2 * every, "two checkpoints")
         sweep.send_signal(signal.SIGKILL)
@@ -380,7 +381,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint_in_the_same_run_and_ends_as_
     resumed_at = int(resumed.data.tags["vae_sweep.resumed_at_epoch"])
     assert every <= resumed_at <= killed_at and resumed_at % every == 0
     assert resumed.data.tags["optuna.trial_number"] == "1" and "failure_reason" not in resumed.data.tags
-    steps = [m.step for m in client.get_metric_history(run_id, "val_loss")]
+    steps = [m.step for m in client.get_metric_history(run_id, epoch_key("val_loss"))]
     assert steps == list(range(1, epochs + 1))  # every epoch once: no duplicate, no gap
     assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/checkpoint.pt"]
 

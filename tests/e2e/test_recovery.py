@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from vae_sweep import cli
+from vae_sweep.names import epoch_key
 
 pytestmark = [
     pytest.mark.slow,
@@ -76,7 +77,7 @@ def test_an_artifact_store_that_cannot_be_written_costs_the_files_not_the_metric
     assert [t.state for t in trials(workdir)] == [TrialState.COMPLETE] * 2
     assert sorted(r.info.status for r in children) == ["FINISHED", "FINISHED"]
     for child in children:  # metrics, tags and the final status all reached the database
-        assert {"val_loss", "test_loss", "test_iwae"} <= set(child.data.metrics)
+        assert {epoch_key("val_loss"), "test_loss", "test_iwae"} <= set(child.data.metrics)
         assert child.data.tags["optuna.trial_state"] == "COMPLETE"
     assert parents[0].info.status == "FINISHED"
 
@@ -129,7 +130,7 @@ def experiment(client: MlflowClient) -> str:
 def logged_epochs(client: MlflowClient) -> int:
     found = client.get_experiment_by_name("vae-sweep")
     runs = client.search_runs([found.experiment_id], "tags.`optuna.trial_number` = '0'") if found else []
-    return len(client.get_metric_history(runs[0].info.run_id, "train_loss")) if runs else 0
+    return len(client.get_metric_history(runs[0].info.run_id, epoch_key("train_loss"))) if runs else 0
 
 
 def test_plots_are_only_those_asked_for(tmp_path):

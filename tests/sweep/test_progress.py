@@ -66,3 +66,40 @@ def test_the_sweep_says_how_far_the_study_is_while_its_workers_run(tmp_path, mon
     status = [line for line in (done.stdout + done.stderr).splitlines() if "study 's': " in line]
     assert status, done.stdout[-3000:]
     assert all("/2 done" in line for line in status)
+
+
+@pytest.mark.slow
+@needs_vae_train
+def test_the_sweep_says_how_it_runs_in_one_line_instead_of_the_launchers_job_listing(tmp_path) -> None:
+    """Hydra's joblib launcher lists its jobs ("Joblib.Parallel(...)", "#0 : study=quick"), but a
+    job is a worker that runs trial after trial: "#0" was not trial 0."""
+    stores = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"]
+    done = run_here(tmp_path, sweep_command("hydra.sweeper.n_trials=1", "hydra.sweep.dir=sweep", *stores)[1:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = done.stdout + done.stderr
+    assert "Joblib.Parallel(" not in text and "Launching jobs" not in text and "#0 : " not in text, text
+    assert f"Study 's' in sqlite:///{tmp_path}/optuna.db: 1 trials, 1 at a time through the joblib launcher" in text
+    assert "output in sweep" in text
+
+
+@pytest.mark.slow
+@needs_vae_train
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_quiet_sweep_prints_the_status_failures_and_summary_but_no_line_per_trial(tmp_path, monkeypatch, quiet):
+    """The basic launcher runs the trials in the sweep's own process, so every line is captured."""
+    monkeypatch.setattr("vae_sweep.sweep.sweeper.STATUS_INTERVAL_S", 0.5)  # every 30 s in a real sweep
+    stores = [f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"]
+    argv = sweep_command(
+        f"hydra.sweeper.quiet={str(quiet).lower()}", "hydra/launcher=basic", "hydra.sweeper.sampler=grid",
+        "hydra.sweeper.pruner=none", "optimizer=sgd", "optimizer.lr=choice(0.01,1000000.0)", "trainer.epochs=30",
+        *stores,
+    )[1:]  # fmt: skip
+    done = run_here(tmp_path, argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (done.stdout + done.stderr).splitlines()
+    per_trial = [line for line in lines if " started (" in line or " COMPLETE in " in line]
+    assert len(per_trial) == (0 if quiet else 3), per_trial  # two starts, one completion
+    failed = [line for line in lines if " FAIL in " in line]
+    assert len(failed) == 1 and "[WARNING]" in failed[0] and "nan_loss" in failed[0], lines
+    assert any("study 's': " in line and "/2 done" in line for line in lines), lines
+    assert "Study 's': 2 trials (" in done.stdout and "Best value " in done.stdout

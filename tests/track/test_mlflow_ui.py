@@ -17,6 +17,9 @@ from helpers.mlflow_server import mlflow_server as running_server
 from helpers.run_if import chromium
 from mlflow.tracking import MlflowClient
 
+from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS, PRUNED_AT_TAG, epoch_key
+from vae_sweep.track.urls import TRAINING_VIEW, experiment_page, run_page
+
 pytestmark = pytest.mark.slow
 TECHNIQUE_TAGS = ("technique.optimizer", "technique.activation", "technique.normalization")
 
@@ -64,13 +67,31 @@ def screenshot(driver, name: str) -> None:
         driver.save_screenshot(str(Path(folder) / name))
 
 
+def lines_of(body: str) -> list[str]:
+    return [line.strip() for line in body.splitlines()]
+
+
+def test_the_pages_we_link_open_in_the_model_training_view(browser, mlflow_server):
+    """MLflow 3's UI shows an experiment as GenAI (traces, evaluations) unless the address says
+    otherwise; the links vae-train and the sweep print do."""
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("vae-sweep")
+    browser.get(experiment_page(mlflow_server, experiment.experiment_id))
+    body = wait_for_text(browser, "Group by")
+    assert "Model registry" in body and "Group by" in body  # the runs table of the model-training view
+    for genai in ("Evaluation runs", "Prompts & versions", "Observability"):
+        assert genai not in body, genai
+
+
 def test_experiment_page_groups_the_trials_under_the_study_run(browser, mlflow_server, finished_study):
     from selenium.webdriver.common.by import By
 
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("vae-sweep")
     children = client.search_runs([experiment.experiment_id], "tags.`mlflow.parentRunId` != ''")
-    browser.get(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs")
+    pruned = [run for run in children if PRUNED_AT_TAG in run.data.tags]
+    assert pruned, "the fixture's study pruned no trial: nothing to recognise"
+    browser.get(experiment_page(mlflow_server, experiment.experiment_id))
     body = wait_for_text(browser, finished_study.study_name)
     assert finished_study.study_name in body  # the parent run, named after the study
     assert children[0].info.run_name not in body  # children are folded under it
@@ -81,7 +102,25 @@ def test_experiment_page_groups_the_trials_under_the_study_run(browser, mlflow_s
     body = wait_for_text(browser, children[0].info.run_name)
     shown = [run.info.run_name for run in children if run.info.run_name in body]
     assert len(shown) == len(children) == 10
+    for run in pruned:  # told from a completed trial by its name, in the table itself
+        epoch = run.data.tags[PRUNED_AT_TAG]
+        assert run.info.run_name.endswith(f"(pruned at epoch {epoch})") and run.info.run_name in body
     screenshot(browser, "ui-parent-and-trials.png")
+
+
+def test_a_trials_page_shows_its_per_epoch_curves_before_its_final_values(browser, mlflow_server):
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("vae-sweep")
+    complete = client.search_runs([experiment.experiment_id], "tags.`optuna.trial_state` = 'COMPLETE'")
+    run = complete[0]
+    browser.get(run_page(mlflow_server, experiment.experiment_id, run.info.run_id, "model-metrics"))
+    lines = lines_of(wait_for_text(browser, "val_loss"))
+    titles = [line for line in lines if line in EPOCH_METRICS or line in FINAL_METRICS]
+    assert titles, lines
+    # Charts below the window may not be drawn yet: every curve drawn comes before any final value.
+    first_final = next((i for i, title in enumerate(titles) if title in FINAL_METRICS), len(titles))
+    assert first_final > 0 and not set(titles[first_final:]) & set(EPOCH_METRICS), titles
+    screenshot(browser, "ui-trial-metrics.png")
 
 
 def test_compare_page_lines_up_technique_tags_and_metrics(browser, mlflow_server):
@@ -90,13 +129,39 @@ def test_compare_page_lines_up_technique_tags_and_metrics(browser, mlflow_server
     complete = client.search_runs([experiment.experiment_id], "tags.`optuna.trial_state` = 'COMPLETE'")
     ids = [run.info.run_id for run in complete]
     query = urllib.parse.urlencode({"runs": json.dumps(ids), "experiments": json.dumps([experiment.experiment_id])})
-    browser.get(f"{mlflow_server}/#/compare-runs?{query}")
+    browser.get(f"{mlflow_server}/#/compare-runs?{query}&{TRAINING_VIEW}")
     body = wait_for_text(browser, TECHNIQUE_TAGS[-1])
-    for name in (*TECHNIQUE_TAGS, "val_loss", "test_iwae", "optimizer.lr"):
+    # The metrics table draws its first rows only (alphabetical: a final value, then the curves).
+    for name in (*TECHNIQUE_TAGS, "active_units", epoch_key("train_loss"), "optimizer.lr"):
         assert name in body, name
     for run in complete:
         assert run.data.tags["technique.optimizer"] in body
     screenshot(browser, "ui-compare-trials.png")
+
+
+def test_group_by_a_technique_draws_one_curve_per_option(browser, mlflow_server):
+    """docs/compare.md's recipe in MLflow's own UI: Group by technique.optimizer, then the chart
+    view, gives one val_loss curve per optimizer (the group's mean, its range as a band)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("vae-sweep")
+    children = client.search_runs([experiment.experiment_id], "tags.`mlflow.parentRunId` != ''")
+    optimizers = {run.data.tags["technique.optimizer"] for run in children}
+    browser.get(experiment_page(mlflow_server, experiment.experiment_id))
+    wait_for_text(browser, "Group by")
+    browser.find_element(By.XPATH, "//*[text()='Group by']/ancestor::button[1]").click()
+    wait_for_text(browser, "technique.optimizer", timeout=10)
+    browser.find_element(By.XPATH, "//*[text()='technique.optimizer']").click()
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    browser.find_element(By.XPATH, "//input[@name='runs-view-mode'][@value='CHART']/ancestor::label[1]").click()
+    search = browser.find_element(By.XPATH, "//input[@placeholder='Search metric charts']")
+    search.send_keys("val_loss")
+    legend = f"({epoch_key('val_loss')})"
+    body = wait_for_text(browser, legend)
+    assert {line.removesuffix(f" {legend}") for line in lines_of(body) if line.endswith(legend)} >= optimizers
+    screenshot(browser, "ui-group-by-optimizer.png")
 
 
 def test_compare_and_reproduce_read_a_study_through_a_tracking_server(mlflow_server, finished_study, tmp_path):

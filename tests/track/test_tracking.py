@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from vae_sweep.errors import ConfigError, TrainingDiverged
 from vae_sweep.hydra_version import VERSION_BASE
-from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS
+from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS, epoch_key
 from vae_sweep.track.run import flatten, without_passwords
 from vae_sweep.track.training import train_and_track
 from vae_sweep.track.urls import masked
@@ -52,9 +52,10 @@ def digits_run(tmp_path_factory):
 def test_digits_run_logs_every_contract_metric_per_epoch_and_at_the_end(digits_run):
     _, result, client, run = digits_run
     assert run.info.status == "FINISHED"
-    assert set(EPOCH_METRICS) | set(FINAL_METRICS) <= set(run.data.metrics)
+    # Per-epoch metrics under epoch/ (a section of their own in the MLflow UI), final ones bare.
+    assert {epoch_key(name) for name in EPOCH_METRICS} | set(FINAL_METRICS) == set(run.data.metrics)
     for name in EPOCH_METRICS:
-        history = client.get_metric_history(run.info.run_id, name)
+        history = client.get_metric_history(run.info.run_id, epoch_key(name))
         assert [m.step for m in history] == [1, 2], name
         assert history[-1].value == pytest.approx(result.history[-1][name])
     for name in FINAL_METRICS:
@@ -67,7 +68,7 @@ def test_the_experiment_opens_in_mlflows_model_training_view(digits_run, tmp_pat
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     # An experiment made before (by an older vae-sweep, or by hand) gets the tag at its next run.
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    MlflowClient(uri).create_experiment("vae-sweep")
+    MlflowClient(uri).create_experiment("vae-sweep", str(tmp_path / "artifacts"))
     train_and_track(compose_run(uri, "debug=tiny", "trainer.epochs=1"))
     _, later = only_run(uri)
     assert MlflowClient(uri).get_experiment(later.info.experiment_id).tags["mlflow.experimentKind"] == (

@@ -22,6 +22,7 @@ from helpers.mlflow_server import free_port, mlflow_server
 from helpers.tiny import TINY_SWEEP
 from mlflow.tracking import MlflowClient
 
+from vae_sweep.names import epoch_key
 from vae_sweep.sweep.trial_link import RUN_ID_ATTR
 from vae_sweep.track.run import TRACKING, MlflowRun, client_for
 from vae_sweep.train.config import MlflowTracking
@@ -60,7 +61,7 @@ def test_a_store_that_recovers_before_the_run_ends_gets_everything(tiny_config, 
     """Calls put off while the store failed are made at the end; nothing is lost, nothing doubled."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = client_for(uri)
-    run_id = client.create_run(client.create_experiment("outage")).info.run_id
+    run_id = client.create_run(client.create_experiment("outage", str(tmp_path / "artifacts"))).info.run_id
     run = MlflowRun(client, run_id, MlflowTracking(uri=uri, flush_seconds=0))
     run.failures[TRACKING] = "OSError: the disk was gone for a moment"  # as after a failed call: later calls wait
     config = tiny_config()
@@ -68,7 +69,7 @@ def test_a_store_that_recovers_before_the_run_ends_gets_everything(tiny_config, 
     run.finish(result)
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED"
-    history = client.get_metric_history(run_id, "train_loss")
+    history = client.get_metric_history(run_id, epoch_key("train_loss"))
     assert sorted(m.step for m in history) == list(range(1, config.trainer.epochs + 1))
     artifacts = {a.path for a in client.list_artifacts(run_id)} | {
         a.path for a in client.list_artifacts(run_id, "model")
@@ -135,7 +136,7 @@ def test_a_sweep_survives_its_tracking_server_freezing_and_dying(tmp_path: Path)
             if run_id is None:  # the trial started while the server was gone: trained untracked
                 continue
             run = client.get_run(run_id)
-            epochs = len(client.get_metric_history(run_id, "train_loss"))
+            epochs = len(client.get_metric_history(run_id, epoch_key("train_loss")))
             if run.info.status == "FINISHED" and epochs == EPOCHS:
                 fully_logged += 1
             else:  # whatever a run lacks, the sweep's output said so, naming the run

@@ -89,7 +89,7 @@ def test_conv_runs_get_technique_tags_and_a_name_that_says_conv(conv_config) -> 
     tags = technique_tags(config)
     assert tags["technique.activation"] == "elu"
     assert tags["technique.normalization"] == "batchnorm/none"
-    assert tags["technique.dropout"] == "dropout"
+    assert tags["technique.dropout"] == "none/0.1"
     assert model_label(config.model) == "conv-elu"
 
 

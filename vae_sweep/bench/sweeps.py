@@ -20,6 +20,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 
 from vae_sweep.names import RUN_ID_ATTR
+from vae_sweep.track.history import metric_history
 
 APP = "from vae_sweep.cli import train_app; train_app()"
 
@@ -67,7 +68,7 @@ def read_sweep(folder: Path) -> SweepResult:
     trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.is_finished()]
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
-    epochs = sum(len(client.get_metric_history(t.user_attrs[RUN_ID_ATTR], "train_loss")) for t in finished)
+    epochs = sum(len(metric_history(client, t.user_attrs[RUN_ID_ATTR], "train_loss")) for t in finished)
     complete = [t.value for t in finished if t.state is optuna.trial.TrialState.COMPLETE]
     states: dict[str, int] = {}
     for trial in finished:

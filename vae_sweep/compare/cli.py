@@ -14,11 +14,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vae_sweep.compare.basis import Basis
 from vae_sweep.compare.report import ARTIFACT_FOLDER, FORMATS, Comparison, compare_runs, render, to_stdout, write_report
-from vae_sweep.compare.sources import connect, load_runs, load_study, param_importances, resolve_target
-from vae_sweep.compare.tables import BINS, MAX_LEVELS, available_metrics, default_keys, resolve_keys
+from vae_sweep.compare.sources import (
+    connect,
+    load_curves,
+    load_runs,
+    load_study,
+    param_importances,
+    resolve_target,
+)
+from vae_sweep.compare.tables import BINS, MAX_LEVELS, MIN_RUNS, available_metrics, default_keys, resolve_keys
 from vae_sweep.errors import UsageError
 from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
+HEADLINED = ("terminal", "markdown", "html")  # formats whose stdout report starts with the headline
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,14 +36,16 @@ def parser() -> argparse.ArgumentParser:
         prog="vae-compare",
         description=(
             "Compare optimization techniques across a study's trials: one table per technique\n"
-            "(runs by state, best / median / mean / std of a metric, the winner), the top trials,\n"
-            "Optuna parameter importances and, with --out, plots logged on the study's parent run."
+            "(runs by state, best / median / mean / std of a metric over completed runs, the winner:\n"
+            "the best median among options with at least --min-runs runs), the top trials, Optuna\n"
+            "parameter importances and, with --out, plots logged on the study's parent run."
         ),
         epilog=(
             "examples:\n"
             "  vae-compare techniques\n"
             "  vae-compare techniques --by optimizer,scheduler --metric test_loss --format markdown --out reports/\n"
             "  vae-compare techniques --by optimizer.lr --top 5\n"
+            "  vae-compare techniques --at-epoch 3 --min-runs 5\n"
             "\nSee docs/compare.md."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -70,6 +82,20 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--metric", default="val_loss", help="metric to rank by (default: %(default)s; lower is better)")
     cli.add_argument("--maximize", action="store_true", help="higher --metric is better")
     cli.add_argument(
+        "--min-runs",
+        type=int,
+        default=MIN_RUNS,
+        metavar="N",
+        help="compared runs an option needs to win; options with fewer are marked thin (default: %(default)s)",
+    )
+    cli.add_argument(
+        "--at-epoch",
+        type=int,
+        metavar="N",
+        help="compare every run's --metric at epoch N, read from its history, pruned runs that reached N "
+        "included (default: compare completed runs only; pruned runs are counted, not compared)",
+    )
+    cli.add_argument(
         "--top", type=int, default=10, metavar="K", help="rows in the top-trials table (default: %(default)s)"
     )
     cli.add_argument("--format", choices=FORMATS, default="terminal", help="report format (default: %(default)s)")
@@ -77,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         metavar="DIR",
-        help="write the report and PNG plots into DIR and log them on the study's parent run under "
+        help="write the report and the plots (PNG, SVG, PDF) into DIR and log them on the study's parent run under "
         f"{ARTIFACT_FOLDER}/ (default: print the report, no plots)",
     )
     cli.add_argument("--no-log", action="store_true", help="with --out: do not log the files on the parent run")
@@ -105,7 +131,12 @@ def build(client, args: argparse.Namespace) -> Comparison:
         raise UsageError(
             "the runs have no technique.* tags; name what to group by with --by (e.g. --by optimizer.name)"
         )
-    comparison = compare_runs(source, runs, keys, args.metric, maximize=args.maximize, top=args.top)
+    try:
+        basis = Basis(args.metric, at_epoch=args.at_epoch, min_runs=args.min_runs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    histories = load_curves(client, list(runs["run_id"]), args.metric) if basis.at_epoch else None
+    comparison = compare_runs(source, runs, keys, basis, histories=histories, maximize=args.maximize, top=args.top)
     comparison.notes[:0] = notes
     study, note = load_study(args.storage, source)
     if study is not None:
@@ -116,14 +147,25 @@ def build(client, args: argparse.Namespace) -> Comparison:
     return comparison
 
 
+def comparison(argv: Sequence[str]):  # -> tuple[MlflowClient, Comparison]
+    """The client and the ``Comparison`` that ``vae-compare ARGV`` would report, not rendered:
+    for notebooks and tests that want the numbers or the figures (``plots.draw``)."""
+    args = parser().parse_args(list(argv))
+    client = connect(args.tracking_uri)
+    return client, build(client, args)
+
+
 def run(args: argparse.Namespace) -> int:
     """The command behind ``main``; ``UsageError`` escapes to it. The report (or the list of
-    files written) goes to stdout, the line saying what ``target`` resolved to to stderr."""
+    files written) goes to stdout. The line saying what ``target`` resolved to goes to stderr
+    only when stdout does not start with the report's own headline (``--out``, csv, json):
+    printed beside a terminal, markdown or HTML report, it was the same header twice."""
     if args.top < 1:
         raise UsageError(f"--top must be at least 1, got {args.top}")
     client = connect(args.tracking_uri)
     comparison = build(client, args)
-    print(f"vae-compare: {comparison.source.describe()}, {len(comparison.runs)} runs", file=sys.stderr)
+    if args.out is not None or args.format not in HEADLINED:
+        print(f"vae-compare: {comparison.source.describe()}, {len(comparison.runs)} runs", file=sys.stderr)
     if args.out is None:
         sys.stdout.write(to_stdout(render(comparison, args.format)))
     else:

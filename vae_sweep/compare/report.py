@@ -1,7 +1,8 @@
 """``vae-compare``'s report: a ``Comparison`` of a study's runs, rendered and written.
 
-``compare_runs`` gathers the tables (``vae_sweep.compare.tables``) into a ``Comparison``;
-``render`` turns it into a terminal, markdown, CSV, HTML or JSON report (file name -> text),
+``compare_runs`` gathers the tables (``vae_sweep.compare.tables``) on a ``Basis`` (which values
+are compared) into a ``Comparison``; ``render`` turns it into a terminal (100 columns, see
+``vae_sweep.compare.terminal``), markdown, CSV, HTML or JSON report (file name -> text),
 ``to_stdout`` into what is printed, and ``write_report`` writes the report and the plots
 (``vae_sweep.compare.plots``, imported only then: no matplotlib otherwise) into a folder and
 logs them on the study's MLflow parent run.
@@ -18,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from vae_sweep.compare.basis import Basis
 from vae_sweep.compare.sources import Source
 from vae_sweep.compare.tables import (
     SIDE_METRICS,
@@ -28,27 +30,41 @@ from vae_sweep.compare.tables import (
     top_trials,
     trial_states,
 )
-from vae_sweep.names import EPOCH_METRICS
+from vae_sweep.compare.terminal import SHORT, WIDTH, fill, fit_table
+from vae_sweep.compare.units import label
 
 FORMATS = ("terminal", "markdown", "csv", "html", "json")
 REPORT_FILES = {"terminal": "report.txt", "markdown": "report.md", "html": "report.html", "json": "report.json"}
 ARTIFACT_FOLDER = "compare"
+TERMINAL_NAMES = (
+    "Columns: runs = count, done = completed, recon / kl / bpd = test_recon / test_kl / test_bpd, "
+    "AU = active_units, sec = train_seconds; mean in --format markdown"
+)
 
 
 @dataclass
 class Comparison:
-    """Everything a report shows; ``render`` turns it into text, ``write_plots`` into figures."""
+    """Everything a report shows; ``render`` turns it into text, ``write_plots`` into figures.
+    ``values`` holds the compared value per run (``basis.values``: NaN = counted, not
+    compared); ``histories`` the metric histories read so far (metric -> run id -> ``step``,
+    ``value``), so the plots do not read them twice."""
 
     source: Source
-    metric: str
+    basis: Basis
     maximize: bool
     runs: pd.DataFrame
     keys: dict[str, str]  # dimension -> runs column
     techniques: dict[str, pd.DataFrame]
     top: pd.DataFrame
+    values: pd.Series
+    histories: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)
     importances: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return self.basis.metric
 
     def headline(self) -> str:
         counts = trial_states(self.runs).value_counts()
@@ -57,11 +73,11 @@ class Comparison:
         return f"{self.source.describe()}: {len(self.runs)} runs ({states}{f', {running} running' if running else ''})"
 
     def metric_line(self) -> str:
-        better = "higher" if self.maximize else "lower"
-        over = "a pruned run counts with its last logged value" if self.metric in EPOCH_METRICS else "runs that have it"
+        ranked = "higher first" if self.maximize else "lower first"
         return (
-            f"Per option: runs by state; best / median / mean / std of {self.metric} ({better} is better; "
-            f"{over}); medians of {', '.join(SIDE_METRICS)}"
+            f"Per option: runs by state; n = runs compared; best / median / mean / std of "
+            f"{label(self.metric, at_epoch=self.basis.at_epoch)}, ranked {ranked}; medians over completed "
+            f"runs of {', '.join(SIDE_METRICS)}"
         )
 
 
@@ -69,25 +85,44 @@ def compare_runs(
     source: Source,
     runs: pd.DataFrame,
     keys: Mapping[str, str],
-    metric: str,
+    basis: Basis,
     *,
+    histories: Mapping[str, pd.DataFrame] | None = None,
     maximize: bool = False,
     top: int = 10,
 ) -> Comparison:
-    """The technique tables and the top-``top`` table, for ``keys`` (dimension -> runs column)."""
-    techniques = {name: technique_table(runs, column, metric, maximize=maximize) for name, column in keys.items()}
+    """The technique tables and the top-``top`` table, for ``keys`` (dimension -> runs column),
+    on ``basis``; ``histories`` (run id -> history of ``basis.metric``) is needed with ``--at-epoch``."""
+    values = basis.values(runs, histories)
+    techniques = {
+        name: technique_table(runs, column, basis.metric, values=values, maximize=maximize, min_runs=basis.min_runs)
+        for name, column in keys.items()
+    }
     columns = default_top_columns(runs)
     columns.update({name: column for name, column in keys.items() if column not in columns.values()})
-    best = top_trials(runs, metric, maximize=maximize, top=top, columns=columns)
-    return Comparison(source, metric, maximize, runs, dict(keys), techniques, best)
+    best = top_trials(runs, basis.metric, values=values, maximize=maximize, top=top, columns=columns)
+    comparison = Comparison(source, basis, maximize, runs, dict(keys), techniques, best, values)
+    if histories is not None:
+        comparison.histories[basis.metric] = dict(histories)
+    if values.isna().all() and basis.at_epoch is not None:
+        last = max((int(h["step"].max()) for h in (histories or {}).values() if len(h)), default=0)
+        comparison.notes.append(
+            f"no run logged {basis.metric} at epoch {basis.at_epoch} (the longest went to epoch {last}): no winner"
+        )
+    elif values.isna().all():
+        comparison.notes.append(f"no completed run has {basis.metric}: no winner (--at-epoch N compares pruned runs)")
+    return comparison
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
-    """For people: the winner as a ★ in front, run ids shortened, ``median_`` dropped from the
-    side metrics' names (the headline says they are medians), missing values as None."""
-    shown = table.rename(columns={f"median_{side}": side for side in SIDE_METRICS})
+    """For people: ★ in front of the winner and ``thin`` in front of options with too few runs
+    to win, ``compared`` as ``n``, run ids shortened, ``median_`` dropped from the side metrics'
+    names (the metric line says they are medians), missing values as None."""
+    shown = table.rename(columns={"compared": "n", **{f"median_{side}": side for side in SIDE_METRICS}})
     if "winner" in shown:
-        shown.insert(0, "", shown.pop("winner").map({True: "★", False: ""}))
+        thin = shown.pop("thin") if "thin" in shown else pd.Series(False, index=shown.index)
+        mark = shown.pop("winner").map({True: "★", False: ""}).where(~thin, "thin")
+        shown.insert(0, "", mark)
     if "run_id" in shown:
         shown.insert(shown.columns.get_loc("run_id"), "run", shown.pop("run_id").str[:8])
     return shown.astype(object).where(shown.notna(), None)
@@ -95,8 +130,10 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 def sections(comparison: Comparison) -> list[tuple[str, pd.DataFrame]]:
     """(title, table) in report order."""
-    parts = [(f"{name} (by {comparison.metric})", table) for name, table in comparison.techniques.items()]
-    parts.append((f"Top {len(comparison.top)} runs by {comparison.metric}", comparison.top))
+    epoch = f" at epoch {comparison.basis.at_epoch}" if comparison.basis.at_epoch else ""
+    parts = [(f"{name} (by {comparison.metric}{epoch})", table) for name, table in comparison.techniques.items()]
+    runs = "completed runs" if comparison.basis.at_epoch is None else "runs"
+    parts.append((f"Top {len(comparison.top)} {runs} by {comparison.metric}{epoch}", comparison.top))
     if comparison.importances is not None:
         parts.append(("Parameter importances (Optuna)", comparison.importances))
     return parts
@@ -106,21 +143,44 @@ def text_table(table: pd.DataFrame, tablefmt: str) -> str:
     return tabulate(display(table), headers="keys", tablefmt=tablefmt, showindex=False, missingval="-", floatfmt="g")
 
 
+def terminal_table(table: pd.DataFrame, comparison: Comparison) -> tuple[str, list[str]]:
+    """A section's table at most ``terminal.WIDTH`` wide: short names, no ``mean`` (the median is
+    what is ranked), long labels wrapped, then the least needed columns left out."""
+    shown = display(table).drop(columns=["mean"], errors="ignore").rename(columns=SHORT)
+    if "option" in shown:
+        return fit_table(shown, wrap={"option": 16}, drop=["sec", "bpd", "std", "AU"])
+    if "run" not in shown:  # parameter importances: two columns
+        return fit_table(shown)
+    extra = [c for c in shown.columns if c not in ("trial", "run", "state", comparison.metric)]
+    return fit_table(shown, wrap=dict.fromkeys(extra, 14), drop=extra[::-1])
+
+
 def render_terminal(comparison: Comparison) -> str:
-    lines = [comparison.headline(), comparison.metric_line(), ""]
+    lines = [fill(comparison.headline()), fill(comparison.metric_line()), fill(comparison.basis.describe())]
+    lines += [fill(TERMINAL_NAMES), ""]
+    left_out: dict[str, None] = {}
     for title, table in sections(comparison):
-        lines += [title, text_table(table, "simple"), ""]
-    lines += [f"Note: {note}" for note in comparison.notes]
+        text, dropped = terminal_table(table, comparison)
+        lines += [title, text, ""]
+        left_out.update(dict.fromkeys(dropped))
+    if left_out:
+        lines.append(
+            fill(f"Note: left out to fit {WIDTH} columns: {', '.join(left_out)}; --format markdown has every column")
+        )
+    lines += [fill(f"Note: {note}") for note in comparison.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def render_markdown(comparison: Comparison) -> str:
     lines = [f"# vae-compare: {comparison.source.kind} {comparison.source.name}", "", comparison.headline() + ".", ""]
-    lines += [comparison.metric_line() + ".", ""]
+    lines += [comparison.metric_line() + ".", "", comparison.basis.describe(), ""]
     for title, table in sections(comparison):
         lines += [f"## {title}", "", text_table(table, "github"), ""]
     if comparison.plots:
-        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in comparison.plots] + [""]
+        lines += ["## Plots", ""]
+        for stem, files in plot_files(comparison.plots).items():
+            others = ", ".join(f"[{Path(f).suffix[1:].upper()}]({f})" for f in files[1:])
+            lines += [f"![{stem}]({files[0]})" + (f" ({others})" if others else ""), ""]
     if comparison.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in comparison.notes] + [""]
     return "\n".join(lines)
@@ -135,7 +195,8 @@ def render_html(comparison: Comparison) -> str:
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}</style>",
         "</head><body>",
         f"<h1>vae-compare: {html.escape(comparison.source.kind)} {html.escape(comparison.source.name)}</h1>",
-        f"<p>{html.escape(comparison.headline())}.<br>{html.escape(comparison.metric_line())}.</p>",
+        f"<p>{html.escape(comparison.headline())}.<br>{html.escape(comparison.metric_line())}.<br>"
+        f"{html.escape(comparison.basis.describe())}</p>",
     ]
     for title, table in sections(comparison):
         parts += [
@@ -143,12 +204,21 @@ def render_html(comparison: Comparison) -> str:
             display(table).to_html(index=False, na_rep="-", float_format="{:g}".format),
         ]
     if comparison.plots:
-        parts += ["<h2>Plots</h2>"] + [
-            f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>' for p in comparison.plots
-        ]
+        parts.append("<h2>Plots</h2>")
+        for stem, files in plot_files(comparison.plots).items():
+            links = " ".join(f'<a href="{html.escape(f)}">{html.escape(Path(f).suffix[1:].upper())}</a>' for f in files)
+            parts.append(f'<p><img src="{html.escape(files[0])}" alt="{html.escape(stem)}"><br>{links}</p>')
     if comparison.notes:
         parts += ["<h2>Notes</h2><ul>"] + [f"<li>{html.escape(note)}</li>" for note in comparison.notes] + ["</ul>"]
     return "\n".join([*parts, "</body></html>", ""])
+
+
+def plot_files(plots: list[str]) -> dict[str, list[str]]:
+    """Plot file names by figure, the PNG first (it is what a page shows; SVG and PDF are linked)."""
+    figures: dict[str, list[str]] = {}
+    for name in plots:
+        figures.setdefault(Path(name).stem, []).append(name)
+    return {stem: sorted(files, key=lambda f: not f.endswith(".png")) for stem, files in figures.items()}
 
 
 def records(table: pd.DataFrame) -> list[dict[str, object]]:
@@ -168,6 +238,12 @@ def render_json(comparison: Comparison) -> str:
         },
         "metric": comparison.metric,
         "maximize": comparison.maximize,
+        "basis": {
+            "compared": comparison.basis.name,
+            "at_epoch": comparison.basis.at_epoch,
+            "min_runs": comparison.basis.min_runs,
+            "note": comparison.basis.describe(),
+        },
         "runs": len(comparison.runs),
         "states": {state: int((trial_states(comparison.runs) == state).sum()) for state in STATES},
         "techniques": {name: records(table) for name, table in comparison.techniques.items()},
@@ -181,12 +257,15 @@ def render_json(comparison: Comparison) -> str:
 
 def csv_files(comparison: Comparison) -> dict[str, str]:
     """``techniques.csv`` (all dimensions, long: a ``dimension`` column first),
-    ``top_trials.csv`` and, when computed, ``importances.csv``."""
+    ``top_trials.csv``, when computed ``importances.csv``, and ``notes.txt``: the headline,
+    which values were compared (a CSV cannot say it) and the notes."""
     long = pd.concat([table.assign(dimension=name) for name, table in comparison.techniques.items()], ignore_index=True)
     long.insert(0, "dimension", long.pop("dimension"))
     files = {"techniques.csv": long.to_csv(index=False), "top_trials.csv": comparison.top.to_csv(index=False)}
     if comparison.importances is not None:
         files["importances.csv"] = comparison.importances.to_csv(index=False)
+    lines = [comparison.headline(), comparison.metric_line(), comparison.basis.describe(), *comparison.notes]
+    files["notes.txt"] = "\n".join(lines) + "\n"
     return files
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 from vae_sweep.compare.tables import METRIC_PREFIX, PARAM_PREFIX
 from vae_sweep.errors import ConfigError, UsageError
 from vae_sweep.local_stores import sqlite_file
-from vae_sweep.names import PARENT_RUN_ATTR, STUDY_NAME_TAG, STUDY_ROLE_TAG
+from vae_sweep.names import PARENT_RUN_ATTR, STUDY_NAME_TAG, STUDY_ROLE_TAG, by_metric_name
+from vae_sweep.track.history import metric_history
 from vae_sweep.track.stores import check_existing_store
 
 
@@ -135,7 +136,7 @@ def load_runs(client, source: Source) -> pd.DataFrame:
             "status": run.info.status,
             "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
         }
-        row.update({f"{METRIC_PREFIX}{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"{METRIC_PREFIX}{k}": v for k, v in by_metric_name(run.data.metrics).items()})
         row.update({f"{PARAM_PREFIX}{k}": v for k, v in run.data.params.items()})
         row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
         rows.append(row)
@@ -146,7 +147,7 @@ def load_curves(client, run_ids: Sequence[str], metric: str) -> dict[str, pd.Dat
     """``metric``'s history (``step``, ``value``) of each run, by run id."""
     curves = {}
     for run_id in dict.fromkeys(run_ids):
-        history = client.get_metric_history(run_id, metric)
+        history = metric_history(client, run_id, metric)
         curves[run_id] = pd.DataFrame({"step": [m.step for m in history], "value": [m.value for m in history]})
         curves[run_id] = curves[run_id].sort_values("step", kind="stable")
     return curves

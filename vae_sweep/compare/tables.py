@@ -5,25 +5,28 @@ The runs are one DataFrame in the layout of ``mlflow.search_runs(output_format="
 ``metrics.<name>`` (the last logged value), ``params.<key>``, ``tags.<key>``. Nothing here
 talks to MLflow or Optuna:
 
-- ``technique_table(runs, column, metric)``: one row per option of a technique or param,
-  with trial counts by state, best / median / mean / std of the metric and the winner.
-- ``top_trials(runs, metric, columns=...)``: the best runs with their technique choices.
+- ``completed_values(runs, metric)``: the values compared by default (completed runs only).
+- ``technique_table(runs, column, metric, values=..., min_runs=...)``: one row per option of a
+  technique or param, with trial counts by state, best / median / mean / std of the compared
+  values, thin options (too few runs to win) and the winner (best median).
+- ``top_trials(runs, metric, values=..., columns=...)``: the best runs with their technique choices.
 - ``pareto_front(points, x=..., y=...)``: the runs no other run beats on both axes.
 - ``resolve_keys`` / ``default_keys``: what to group by (``--by``, or every technique that varies).
 
 Example (a DataFrame as ``load_runs`` returns it):
     >>> import pandas as pd
     >>> runs = pd.DataFrame({
-    ...     "run_id": ["a", "b", "c"],
-    ...     "status": ["FINISHED"] * 3,
-    ...     "tags.optuna.trial_state": ["COMPLETE", "COMPLETE", "PRUNED"],
-    ...     "tags.technique.optimizer": ["adam", "sgd", "sgd"],
-    ...     "metrics.val_loss": [40.0, 42.0, 45.0],
+    ...     "run_id": list("abcde"),
+    ...     "status": ["FINISHED"] * 5,
+    ...     "tags.optuna.trial_state": ["COMPLETE", "COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"],
+    ...     "tags.technique.optimizer": ["adam", "adam", "adam", "sgd", "sgd"],
+    ...     "metrics.val_loss": [41.0, 42.0, 43.0, 40.0, 45.0],
     ... })
-    >>> technique_table(runs, "tags.technique.optimizer", "val_loss")[["option", "count", "pruned", "best", "winner"]]
-      option  count  pruned  best  winner
-    0   adam      1       0  40.0    True
-    1    sgd      2       1  42.0   False
+    >>> columns = ["option", "count", "pruned", "compared", "best", "median", "thin", "winner"]
+    >>> technique_table(runs, "tags.technique.optimizer", "val_loss", min_runs=3)[columns]
+      option  count  pruned  compared  best  median   thin  winner
+    0   adam      3       0         3  41.0    42.0  False    True
+    1    sgd      2       1         1  40.0    40.0   True   False
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ MLFLOW_STATUS_STATES = {"FINISHED": "COMPLETE", "FAILED": "FAIL", "KILLED": "FAI
 # Medians beside the metric; test_bpd is the images' usual unit (older runs lack it: blank).
 SIDE_METRICS = ("test_recon", "test_kl", "test_bpd", "active_units", "train_seconds")
 
+MIN_RUNS = 3  # compared runs an option needs to win (--min-runs)
 BINS = 4  # quantile bins for a numeric param ...
 MAX_LEVELS = 6  # ... with more distinct values than this
 UNSET = "(unset)"
@@ -97,24 +101,39 @@ def group_labels(values: pd.Series, *, bins: int = BINS, max_levels: int = MAX_L
     return labels
 
 
+def completed_values(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """``metric_values`` of the completed runs; NaN for the others. The default basis of a
+    comparison: a pruned run's last value comes from the epoch it was stopped at, so next to
+    completed runs' final-epoch values it would compare different amounts of training."""
+    return metric_values(runs, metric).where(trial_states(runs) == "COMPLETE")
+
+
 def technique_table(
     runs: pd.DataFrame,
     column: str,
     metric: str,
     *,
+    values: pd.Series | None = None,
     maximize: bool = False,
+    min_runs: int = MIN_RUNS,
     bins: int = BINS,
     max_levels: int = MAX_LEVELS,
 ) -> pd.DataFrame:
-    """One row per option of ``column`` (a ``tags.technique.*`` or ``params.*`` column), best first.
+    """One row per option of ``column`` (a ``tags.technique.*`` or ``params.*`` column), winner first.
 
     ``count`` runs, of which ``completed`` / ``pruned`` / ``failed`` (running ones make up the
-    rest); ``best`` / ``median`` / ``mean`` / ``std`` of ``metric`` over the runs that have it
-    (a pruned run counts with its last logged value, see ``metric_values``); the medians of
-    ``SIDE_METRICS``; ``winner`` is True on
-    the row with the best ``best`` (ties: the better median).
+    rest); ``compared``: the runs with a value in ``values`` (default ``completed_values``: every
+    run counts, only completed ones are compared); ``best`` / ``median`` / ``mean`` / ``std`` of
+    those values; the medians of ``SIDE_METRICS`` (final metrics: completed runs only). An option
+    with fewer than ``min_runs`` compared runs is ``thin``: its median rests on too few runs to
+    rank it, so it cannot win. ``winner`` is True on the non-thin option with the best median
+    (ties: the better ``best``); the median, not the best run, because the best of 14 runs beats
+    the best of 3 by luck alone. Rows: non-thin options by median, then the thin ones.
     """
-    values = metric_values(runs, metric)
+    if min_runs < 1:
+        raise ValueError(f"min_runs must be at least 1, got {min_runs=}")
+    if values is None:
+        values = completed_values(runs, metric)
     labels = group_labels(
         runs[column] if column in runs else pd.Series(math.nan, index=runs.index), bins=bins, max_levels=max_levels
     )
@@ -123,17 +142,21 @@ def technique_table(
     table = pd.DataFrame({"count": labels.groupby(labels, sort=False).size()})
     for name, state in STATE_COLUMNS.items():
         table[name] = (states == state).groupby(labels, sort=False).sum().astype(int)
+    table["compared"] = by_option.count().astype(int)
     table["best"] = by_option.max() if maximize else by_option.min()
     table["median"] = by_option.median()
     table["mean"] = by_option.mean()
     table["std"] = by_option.std()
     for side in SIDE_METRICS:
         table[f"median_{side}"] = metric_values(runs, side).groupby(labels, sort=False).median()
+    table["thin"] = table["compared"] < min_runs
     table = table.rename_axis("option").reset_index()
-    table = table.sort_values(["best", "median"], ascending=not maximize, na_position="last", kind="stable")
+    table = table.sort_values(
+        ["thin", "median", "best"], ascending=[True, not maximize, not maximize], na_position="last", kind="stable"
+    )
     table = table.reset_index(drop=True)
     table["winner"] = False
-    if len(table) and pd.notna(table.loc[0, "best"]):
+    if len(table) and not table.loc[0, "thin"] and pd.notna(table.loc[0, "median"]):
         table.loc[0, "winner"] = True
     return table
 
@@ -142,13 +165,17 @@ def top_trials(
     runs: pd.DataFrame,
     metric: str,
     *,
+    values: pd.Series | None = None,
     maximize: bool = False,
     top: int = 10,
     columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The ``top`` runs by ``metric`` (runs without it last): ``trial``, ``run_id``, ``state``,
-    the metric, then ``columns`` (display name -> runs column; default: every technique tag
+    """The ``top`` runs by ``values`` (default ``completed_values``; runs without one are left
+    out, as in the technique tables): ``trial``, ``run_id``, ``state``, the value under the
+    metric's name, then ``columns`` (display name -> runs column; default: every technique tag
     and ``lr``)."""
+    if values is None:
+        values = completed_values(runs, metric)
     if columns is None:
         columns = default_top_columns(runs)
     table = pd.DataFrame(
@@ -156,16 +183,17 @@ def top_trials(
             "trial": pd.to_numeric(runs.get(TRIAL_TAG), errors="coerce") if TRIAL_TAG in runs else math.nan,
             "run_id": runs["run_id"],
             "state": trial_states(runs),
-            metric: metric_values(runs, metric),
+            metric: values,
         },
         index=runs.index,
     )
+    table = table[table[metric].notna()]
     table["trial"] = table["trial"].astype("Int64")
     for name, column in columns.items():
         if column not in runs:
             continue
         numbers = pd.to_numeric(runs[column], errors="coerce")
-        table[name] = numbers if numbers.notna().sum() == runs[column].notna().sum() else runs[column]
+        table[name] = (numbers if numbers.notna().sum() == runs[column].notna().sum() else runs[column])[table.index]
     table = table.sort_values([metric, "trial"], ascending=[not maximize, True], na_position="last", kind="stable")
     return table.head(top).reset_index(drop=True)
 

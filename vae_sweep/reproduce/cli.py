@@ -24,7 +24,7 @@ import torch
 from mlflow.entities import Run
 
 from vae_sweep.errors import ConfigError, DataError, TrainingDiverged, UsageError
-from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, INCOMPLETE_TAG, VERDICT_TAG
+from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, INCOMPLETE_TAG, VERDICT_TAG, by_metric_name
 from vae_sweep.reproduce.command import train_command
 from vae_sweep.reproduce.diff import (
     MetricDiff,
@@ -136,7 +136,7 @@ def reproduce(args: argparse.Namespace) -> int:
         print(f"The original finished, the reproduction did not: {error}")
         print("Verdict: DIFFERENT")
         return 1
-    rows = compare_metrics(run.data.metrics, reproduction.metrics)
+    rows = compare_metrics(by_metric_name(run.data.metrics), reproduction.metrics)
     weights = compare_weights(original_weights, reproduction.state_dict) if isinstance(original_weights, dict) else None
     unreadable = original_weights if isinstance(original_weights, str) and original_weights != NO_WEIGHTS else None
     result = verdict(rows, weights, args.tolerance, unreadable)

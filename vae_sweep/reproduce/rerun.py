@@ -17,7 +17,14 @@ from mlflow.entities import Run
 from omegaconf import OmegaConf
 
 from vae_sweep.errors import UsageError
-from vae_sweep.names import FAILURE_REASON_ATTR, FINAL_METRICS, NEWER_FINAL_METRICS, PRUNED_AT_TAG, REPRODUCED_FROM_TAG
+from vae_sweep.names import (
+    FAILURE_REASON_ATTR,
+    FINAL_METRICS,
+    NEWER_FINAL_METRICS,
+    PRUNED_AT_TAG,
+    REPRODUCED_FROM_TAG,
+    by_metric_name,
+)
 from vae_sweep.reproduce.diff import TIMING_METRICS
 from vae_sweep.reproduce.logged import literal
 from vae_sweep.track.run import THREADS_TAG
@@ -71,6 +78,6 @@ def refuse_unfinished(run: Run) -> None:
         reason = f" ({tags[FAILURE_REASON_ATTR]})" if FAILURE_REASON_ATTR in tags else ""
         raise UsageError(f"run {run_id} is {run.info.status}{reason}, not FINISHED; {hint}")
     expected = [name for name in FINAL_METRICS if name not in (*TIMING_METRICS, *NEWER_FINAL_METRICS)]
-    missing = [name for name in expected if name not in run.data.metrics]
+    missing = [name for name in expected if name not in by_metric_name(run.data.metrics)]
     if missing:
         raise UsageError(f"run {run_id} has no final {', '.join(missing)}: nothing to compare with; {hint}")

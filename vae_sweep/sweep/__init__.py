@@ -1,7 +1,8 @@
 """The Optuna sweeper behind ``hydra/sweeper=vae_sweep``: the search space (``space``,
 ``distributions``), the study and its storage (``study``, ``locks``, ``owners``, ``retry``), the
 workers that claim and run trials (``worker``, ``trial_link``), the study's MLflow parent run
-(``parent_run``) and the results (``results``). May use ``vae_sweep.track`` and
+(``parent_run``), what it prints (``progress``, ``verbosity``) and the results (``results``,
+``plots``). May use ``vae_sweep.track`` and
 ``vae_sweep.train``; ``hydra_plugins/vae_sweep_optuna`` is its only entry point.
 
 Names are loaded from their module when first used (PEP 562): a worker process imports only the

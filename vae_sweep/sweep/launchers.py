@@ -1,6 +1,6 @@
 """What the sweep needs of Hydra's launchers: that the one chosen is one, whether its workers
 share this machine (then they split its cores, ``apps.share_torch``), how many it starts at once,
-and how many are worth starting."""
+how many are worth starting, and what to call it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from vae_sweep.errors import require
 
 log = logging.getLogger(__name__)
+# The loggers of the launchers' job listings ("Joblib.Parallel(n_jobs=2,backend=loky,...) is
+# launching 2 jobs", "Launching 1 jobs locally", "#0 : study=quick"), their only INFO lines. The
+# sweep's jobs are its workers, each running trial after trial, so "#0" read as trial 0 while
+# it stood for all of them; the sweep says in one line of its own how it runs (sweeper.py).
+JOB_LISTING_LOGGERS = (
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+    "hydra_plugins.hydra_ray_launcher._core",
+)
 
 
 def launches_locally(launcher: DictConfig) -> bool:
@@ -24,6 +34,12 @@ def launches_locally(launcher: DictConfig) -> bool:
         address = OmegaConf.select(launcher, "ray.init.address", default=None)
         return address in (None, "local", "auto") or str(address).split(":")[0] in ("127.0.0.1", "localhost")
     return target.endswith(("BasicLauncher", "JoblibLauncher", "submitit_launcher.LocalLauncher"))
+
+
+def launcher_name(config: DictConfig) -> str:
+    """The launcher as the user chose it (``joblib``, ``submitit_slurm``), else its class."""
+    choice = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+    return str(choice.get("hydra/launcher") or str(config.hydra.launcher.get("_target_", "?")).rsplit(".", 1)[-1])
 
 
 def check_launcher(launcher_config: DictConfig, n_jobs: int) -> None:

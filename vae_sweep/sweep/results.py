@@ -1,12 +1,9 @@
-"""What a sweep leaves behind: ``optimization_results.yaml`` and the study's plots."""
+"""What a sweep leaves behind: ``optimization_results.yaml`` (its plots: ``plots``)."""
 
 from __future__ import annotations
 
-import logging
 import math
 import shlex
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +12,6 @@ import yaml
 
 from vae_sweep.names import RUN_ID_ATTR
 from vae_sweep.sweep.plan import SweepPlan
-
-log = logging.getLogger(__name__)
 
 
 def single_run_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
@@ -71,36 +66,3 @@ def write_results(summary: dict[str, Any], folder: Path) -> Path:
     path = folder / "optimization_results.yaml"
     path.write_text(yaml.safe_dump(summary, sort_keys=False, width=math.inf))
     return path
-
-
-# Optuna's plot_<name>: the first only for several objectives, the others for one.
-PLOTS = ("pareto_front", "optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
-
-
-def save_plots(study: optuna.Study, folder: Path, names: Sequence[str] | None = None) -> list[Path]:
-    """Optuna's standard plots as PNGs: ``names`` of them (default: every plot that fits the
-    study's number of objectives); a plot the study cannot support yet is skipped with a note."""
-    multi = len(study.directions) > 1
-    if names is None:
-        names = ["pareto_front"] if multi else [name for name in PLOTS if name != "pareto_front"]
-    if not names:
-        return []
-    import matplotlib.pyplot as plt  # a second of imports, only when there is something to draw
-    from optuna.visualization import matplotlib as optuna_plots
-
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = []
-    for name in names:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # experimental-API and layout notes from small studies
-            try:
-                axes = getattr(optuna_plots, f"plot_{name}")(study)
-            except (ValueError, RuntimeError, ZeroDivisionError) as error:
-                log.info("plot %s skipped: %s", name, error)
-                continue
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            path = folder / f"{name}.png"
-            figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(figure)
-        saved.append(path)
-    return saved

@@ -61,6 +61,9 @@ class OptunaSweeperSettings:
     # the study (pareto_front for several objectives; else optimization_history,
     # param_importances, parallel_coordinate, intermediate_values); [] draws none.
     plots: list[str] | None = None
+    # Print only the study's status (every 30 s), warnings (failed trials among them) and the
+    # summary, not a line per trial started and finished (hydra.verbose turns loggers up).
+    quiet: bool = False
     # Seconds between heartbeats of a running trial; a trial silent for grace_period
     # (default 2 x interval) is marked failed and retried up to max_retry times.
     heartbeat_interval: int = 30

@@ -40,6 +40,7 @@ from optuna.trial import BaseTrial
 
 from vae_sweep.errors import ConfigError, require
 from vae_sweep.overrides import format_value
+from vae_sweep.suggestions import did_you_mean
 from vae_sweep.sweep.distributions import (
     MAX_GRID_VALUES,
     SEARCHED,
@@ -285,7 +286,8 @@ def _parse_conditional(
                 require(
                     parent_value in choices,
                     branch_key,
-                    f"{parent_value!r} is not a choice of {parent}; its choices are {list(choices)}",
+                    f"{parent_value!r} is not a choice of {parent}; its choices are {list(choices)}"
+                    + did_you_mean(parent_value, choices),
                 )
                 require(parent_value not in by_value, branch_key, f"{parent}={parent_value} has two branches")
         distribution = parse_distribution(name, value_text(value, key=branch_key), key=branch_key)
@@ -344,7 +346,8 @@ def _parent_choices(
     require(
         parent in space,
         key,
-        f"unknown parameter {parent!r}; a condition tests a choice(...) parameter of this space: {list(space)}",
+        f"unknown parameter {parent!r}; a condition tests a choice(...) parameter of this space: {list(space)}"
+        + did_you_mean(parent, space),
     )
     distribution = space[parent].distribution
     require(

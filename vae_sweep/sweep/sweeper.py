@@ -34,16 +34,25 @@ from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full, require
 from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlite_file
 from vae_sweep.names import DEFAULT_STORAGE
+from vae_sweep.suggestions import did_you_mean, unknown_name_line
 from vae_sweep.sweep.apps import App, Tracking, app_for
 from vae_sweep.sweep.arguments import merge_params, parse_directions, split_arguments
 from vae_sweep.sweep.background import repeating
-from vae_sweep.sweep.launchers import check_launcher, launches_locally, set_launcher_jobs, worker_count
+from vae_sweep.sweep.launchers import (
+    JOB_LISTING_LOGGERS,
+    check_launcher,
+    launcher_name,
+    launches_locally,
+    set_launcher_jobs,
+    worker_count,
+)
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.plots import PLOTS, save_plots
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.progress import STATUS_INTERVAL_S, progress_line
-from vae_sweep.sweep.results import PLOTS, save_plots, summarize, write_results
+from vae_sweep.sweep.results import summarize, write_results
 from vae_sweep.sweep.samplers_and_pruners import pruner_choice, sampler_choice
 from vae_sweep.sweep.settings import OptunaSweeperSettings
 from vae_sweep.sweep.space import SearchSpace, parse_search_space
@@ -56,8 +65,9 @@ from vae_sweep.sweep.study import (
     owner_of,
     storage_backend,
 )
+from vae_sweep.sweep.verbosity import detail_level, lowered, quieted
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
-from vae_sweep.track.urls import masked
+from vae_sweep.track.urls import masked, page_to_open
 
 log = logging.getLogger(__name__)
 MAX_TRIALS = 100_000  # budget slots are written one by one (a few hundred a second on SQLite)
@@ -74,20 +84,31 @@ class OptunaSweeperImpl:
         self.config = config
         self.app: App = app_for(task_function)
 
+    @property
+    def quiet(self) -> bool:
+        return bool(self.settings.get("quiet", False))
+
     def sweep(self, arguments: list[str]) -> list[WorkerSummary]:
         interrupts.install()
         logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
+        with quieted(self.quiet, verbose=self.config.hydra.verbose):
+            return self.run_sweep(arguments)
+
+    def run_sweep(self, arguments: list[str]) -> list[WorkerSummary]:
         try:
             plan, study, created = self.prepare(arguments)
         except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
             raise SweepInterrupted("Interrupted: run the same command again to set the study up and start it") from None
+        # In place of the launcher's job listing, whose "#0" is a worker running many trials.
         log.info(
-            "Study %r in %s: %d trials, %d at a time%s",
+            "Study %r%s in %s: %d trials, %d at a time through the %s launcher, output in %s",
             plan.study_name,
+            "" if created else " (resumed)",
             masked(plan.storage_url),
             len(study.trials),
             plan.n_jobs,
-            "" if created else " (resumed)",
+            launcher_name(self.config),
+            self.config.hydra.sweep.dir,
         )
         with interrupts.shielded():
             try:
@@ -168,17 +189,22 @@ class OptunaSweeperImpl:
 
     def launch(self, plan: SweepPlan, n_workers: int, *, first_job: int) -> Sequence[JobReturn]:
         set_launcher_jobs(self.config, n_workers)
-        worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function)
+        worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function, quiet=self.quiet)
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=worker, config=self.config
         )
-        return launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * n_workers, initial_job_idx=first_job)
+        with lowered(JOB_LISTING_LOGGERS, verbose=self.config.hydra.verbose):
+            return launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * n_workers, initial_job_idx=first_job)
 
     def prepare(self, arguments: list[str]) -> tuple[SweepPlan, optuna.Study, bool]:
         settings = self.settings
         allowed = [f.name for f in dataclasses.fields(OptunaSweeperSettings)]
+        settable = [name for name in allowed if not name.startswith("_")]  # _target_ is the plugin's own
         for key in settings:  # a typo added with + (hydra.sweeper.n_trial=3) would be ignored
-            require(key in allowed, f"hydra.sweeper.{key}", f"unknown sweeper setting; allowed: {', '.join(allowed)}")
+            if key not in allowed:
+                question = did_you_mean(key, settable, spelled="hydra.sweeper.{}")
+                listing = ", ".join(settable)
+                raise ConfigError(f"hydra.sweeper.{key}", f"unknown sweeper setting{question}; allowed: {listing}")
         sweeps, fixed = split_arguments(arguments)
         study_params = OmegaConf.to_container(settings.params, resolve=False)
         space = parse_search_space(
@@ -269,7 +295,7 @@ class OptunaSweeperImpl:
                 )
             added = ensure_budget(study, n_trials)
             if added:
-                log.info("Added %d trials to the budget of study %r", added, plan.study_name)
+                log.log(detail_level(self.quiet), "Added %d trials to the budget of study %r", added, plan.study_name)
             if tracking is not None:
                 plan = dataclasses.replace(plan, parent_run_id=self.open_tracking(tracking, study, plan))
         left = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -283,7 +309,7 @@ class OptunaSweeperImpl:
         parent = open_parent_run(tracking.uri, tracking.experiment, study, plan)
         closed = close_stale_runs(tracking_client(tracking.uri), study, parent)
         if closed:
-            log.info("Closed %d MLflow runs whose trial had ended without them", closed)
+            log.log(detail_level(self.quiet), "Closed %d MLflow runs whose trial had ended without them", closed)
         return parent
 
     def plot_names(self) -> list[str] | None:
@@ -302,11 +328,12 @@ class OptunaSweeperImpl:
 
     def task_config(self, overrides: Sequence[str]) -> DictConfig:
         """The config a trial with ``overrides`` gets, without its ``hydra`` node; Hydra's own
-        message, in one line, when it cannot be composed."""
+        message (a misspelt key or option with its close match), in one line, when it cannot be
+        composed."""
         try:
             config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         except Exception as error:  # Hydra's own messages name the override and the allowed options
-            raise ConfigError("", f"{' '.join(overrides)}: {error}") from None
+            raise ConfigError("", f"{' '.join(overrides)}: {unknown_name_line(error) or error}") from None
         with open_dict(config):
             del config["hydra"]
         return config
@@ -336,6 +363,7 @@ class OptunaSweeperImpl:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         results = write_results(summary, sweep_dir)
         plots = save_plots(study, sweep_dir / "plots", self.plot_names())
+        experiment = None  # the MLflow experiment's id, for the address of its page
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
             from vae_sweep.track.run import TRACKING_ERRORS
@@ -344,6 +372,7 @@ class OptunaSweeperImpl:
                 client = tracking_client(plan.tracking_uri)
                 close_stale_runs(client, study, plan.parent_run_id)
                 finish_parent_run(client, plan.parent_run_id, study, plots, results)
+                experiment = client.get_run(plan.parent_run_id).info.experiment_id
             except (ConfigError, *TRACKING_ERRORS) as error:  # the study and its results file are safe
                 log.warning(
                     "could not put the results and plots onto the study's MLflow run %s (%s); they are in %s",
@@ -366,10 +395,8 @@ class OptunaSweeperImpl:
             print(f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}")
             print(f"Reproduce: {summary['reproduce']}")
         print(f"Results:   {results.resolve()}")
-        if plan.tracking_uri and plan.tracking_uri.startswith(("http://", "https://")):
-            print(f"MLflow:    open {plan.tracking_uri}  (parent run {plan.parent_run_id})")
-        elif plan.tracking_uri:
-            print(f"MLflow:    mlflow ui --backend-store-uri {plan.tracking_uri}  (parent run {plan.parent_run_id})")
+        if plan.tracking_uri and experiment is not None:
+            print(f"MLflow:    {page_to_open(plan.tracking_uri, experiment)}  (parent run {plan.parent_run_id})")
         print(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
         if any(s.stopped_for_failures for s in summaries):
             raise SweepFailed(

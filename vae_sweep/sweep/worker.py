@@ -42,6 +42,7 @@ from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.progress import duration_s, format_duration, progress_line
 from vae_sweep.sweep.study import claim_trial, fail_dead_trials, fail_stale_trials, heartbeat, owner_of
+from vae_sweep.sweep.verbosity import detail_level, quieted
 
 log = logging.getLogger(__name__)
 MIN_TRIALS_FOR_FAILURE_RATE = 3
@@ -102,12 +103,19 @@ class TrialWorker:
     """Picklable task function: process-based launchers ship it, with the plan, to each worker."""
 
     def __init__(
-        self, plan: SweepPlan, hydra_context: HydraContext, master_config: DictConfig, task_function: TaskFunction
+        self,
+        plan: SweepPlan,
+        hydra_context: HydraContext,
+        master_config: DictConfig,
+        task_function: TaskFunction,
+        *,
+        quiet: bool = False,
     ) -> None:
         self.plan = plan
         self.hydra_context = hydra_context
         self.master_config = master_config
         self.task_function = task_function
+        self.quiet = quiet  # hydra.sweeper.quiet: no line per trial started or finished, failures aside
 
     def __call__(self, worker_cfg: DictConfig) -> WorkerSummary:
         from hydra.core.hydra_config import HydraConfig
@@ -123,7 +131,11 @@ class TrialWorker:
             preload_tracking()
         for variable, value in TRACKING_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(variable, value)
-        with interrupts.shielded(), watching_sweeper(self.plan.sweeper_pid):
+        with (
+            interrupts.shielded(),
+            watching_sweeper(self.plan.sweeper_pid),
+            quieted(self.quiet, verbose=self.master_config.hydra.verbose),
+        ):
             self.run_trials(self.plan.storage(), this_process(self.plan.launch_id), summary)
         summary.interrupted = interrupts.requested_name()
         return summary
@@ -204,7 +216,14 @@ class TrialWorker:
         sampled = self.plan.space.overrides(values)[len(self.plan.space.fixed) :]
         trials = trial.study.get_trials(deepcopy=False)
         begun = sum(1 for t in trials if t.state is not TrialState.WAITING)
-        log.info("trial %d started (%d/%d): %s", trial.number, begun, len(trials), " ".join(sampled) or "-")
+        log.log(
+            detail_level(self.quiet),
+            "trial %d started (%d/%d): %s",
+            trial.number,
+            begun,
+            len(trials),
+            " ".join(sampled) or "-",
+        )
         if self.plan.app.makes_trial_runs and self.plan.tracking_uri:
             self.start_trial_run(trial, values)
         with open_dict(config):
@@ -256,14 +275,16 @@ class TrialWorker:
         return tracking_client(self.plan.tracking_uri)
 
     def after_trial(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
-        """One progress line (the trial's own duration, the study's progress and ETA); the
-        trial's state and the best so far onto MLflow."""
+        """One progress line (the trial's own duration, the study's progress and ETA), a warning
+        for a failure but an interrupted one; the trial's state and the best so far onto MLflow."""
         number = frozen.number
         best = best_summary(study)
         value = ", ".join(f"{v:.4f}" for v in outcome.values) if outcome.values else outcome.reason or "-"
         took = format_duration(duration_s(frozen) or 0.0)
         status = progress_line(study.get_trials(deepcopy=False), also_working=1)  # this worker goes on too
-        log.info("trial %d %s in %s: %s | best %s | %s", number, outcome.state.name, took, value, best, status)
+        failed = outcome.state is TrialState.FAIL and outcome.reason != INTERRUPTED
+        level = logging.WARNING if failed else detail_level(self.quiet)
+        log.log(level, "trial %d %s in %s: %s | best %s | %s", number, outcome.state.name, took, value, best, status)
         if self.plan.tracking_uri is None:
             return
         from vae_sweep.track.run import TRACKING_ERRORS

@@ -24,3 +24,12 @@ def image_grid(rows: list[torch.Tensor], image_shape: tuple[int, int, int], padd
             enlarged = image.repeat(scale, axis=0).repeat(scale, axis=1)
             grid[top : top + height * scale, left : left + width * scale] = enlarged
     return grid[..., 0] if channels == 1 else grid
+
+
+def epoch_image_due(epoch: int, every: int, last: int | None) -> bool:
+    """Stepped pictures every ``every`` epochs (0: never) and after the ``last``.
+
+    >>> [e for e in range(1, 13) if epoch_image_due(e, 5, 12)], epoch_image_due(12, 0, 12)
+    ([5, 10, 12], False)
+    """
+    return every > 0 and (epoch % every == 0 or epoch == last)

@@ -8,10 +8,7 @@ per epoch), so runs can be created in any process and linked to a parent run by 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
-import platform
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +18,7 @@ from typing import Any
 import requests
 import torch
 import yaml
-from mlflow.entities import Experiment, Metric, Param, RunTag
+from mlflow.entities import DatasetInput, Experiment, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -29,9 +26,9 @@ from vae_sweep.errors import ConfigError
 from vae_sweep.local_stores import check_local_store
 from vae_sweep.names import (
     CONFIG_ARTIFACT,
+    EPOCH_IMAGES_KEY,
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
-    EXTENSION_TAG_PREFIX,
     FAILURE_DETAIL_TAG,
     FAILURE_REASON_ATTR,
     FINAL_METRICS,
@@ -39,14 +36,20 @@ from vae_sweep.names import (
     PRUNED_AT_TAG,
     TRIAL_NUMBER_TAG,
     WEIGHTS_ARTIFACT,
+    epoch_key,
 )
-from vae_sweep.track.images import image_grid
+from vae_sweep.track.datasets import dataset_input
+from vae_sweep.track.history import metric_history
+from vae_sweep.track.images import epoch_image_due, image_grid
+from vae_sweep.track.logged_model import ModelUpload
 from vae_sweep.track.stores import check_reachable, prepare_mlflow_store
+from vae_sweep.track.tags import environment_tags, model_label, technique_tags
 from vae_sweep.track.urls import masked
 from vae_sweep.train.config import MlflowTracking, RunConfig
-from vae_sweep.train.extensions import loaded_extensions
-from vae_sweep.train.loop import TrainResult
-from vae_sweep.train.models import MLPVAESpec, ModelSpec
+from vae_sweep.train.data import DataSplits
+from vae_sweep.train.loop import TrainResult, reconstruct
+from vae_sweep.train.models import VAEModule
+from vae_sweep.train.specs import target_of
 
 log = logging.getLogger(__name__)
 # What a store that cannot be reached raises: MLflow's own errors, HTTP errors after MLflow's
@@ -55,10 +58,10 @@ TRACKING_ERRORS = (MlflowException, requests.exceptions.RequestException, OSErro
 TRACKING, ARTIFACTS = "tracking store", "artifact store"  # fail apart: an artifact folder is not the database
 PARAMS_PER_BATCH = 100  # MLflow's limits for one log_batch call
 METRICS_PER_BATCH = 1000
-VERSIONED_PACKAGES = ("vae-sweep", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "mlflow", "optuna")
 # Intra-op threads change float summation order: reproduce re-runs with the same count.
 THREADS_TAG = "runtime.torch_threads"
 DEVICE_TAG = "runtime.device"
+IMAGE_EVERY = 5  # a single run's epoch pictures, when tracking.image_every is null
 
 
 class PlainDumper(yaml.SafeDumper):
@@ -87,69 +90,6 @@ def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(tracking, Mapping) or "uri" not in tracking:
         return dict(resolved)
     return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
-
-
-def model_label(model: ModelSpec) -> str:
-    """What a run's name says of its model: the activation of an MLP (the catalog's default
-    kind), the option's name and activation of another model (``conv-relu``)."""
-    activation = getattr(model, "activation", None)
-    if activation is None:
-        return model.name
-    return activation.value if isinstance(model, MLPVAESpec) else f"{model.name}-{activation.value}"
-
-
-TECHNIQUE_FIELDS = ("activation", "encoder_norm", "decoder_norm", "encoder_dropout", "decoder_dropout")
-
-
-def technique_tags(config: RunConfig) -> dict[str, str]:
-    """One tag per technique choice: what comparison reports group runs by. The activation,
-    normalization and dropout tags come from the model's fields of those names (the catalog's
-    MLP and conv models have them all); a model of one's own without them gets none."""
-    model, regularization = config.model, config.regularization
-
-    def pair(encoder: str, decoder: str) -> str:
-        return encoder if encoder == decoder else f"{encoder}/{decoder}"
-
-    tags = {
-        "technique.optimizer": config.optimizer.name,
-        "technique.scheduler": config.scheduler.name + ("+warmup" if config.scheduler.warmup_epochs > 0 else ""),
-    }
-    if all(hasattr(model, key) for key in TECHNIQUE_FIELDS):
-        tags["technique.activation"] = model.activation.value
-        tags["technique.normalization"] = pair(model.encoder_norm.value, model.decoder_norm.value)
-        tags["technique.dropout"] = "none" if model.encoder_dropout == model.decoder_dropout == 0 else "dropout"
-    tags["technique.regularization"] = regularization.name
-    return tags
-
-
-@functools.lru_cache(maxsize=1)
-def environment_tags() -> dict[str, str]:
-    """Versions and commit: the same for every run of a process, so looked up once."""
-    tags = {"version.python": platform.python_version()}
-    for extension in loaded_extensions():  # what another machine must install to re-run this
-        tags[f"{EXTENSION_TAG_PREFIX}{extension.module}"] = (
-            f"{extension.package}=={extension.version}" if extension.package else "not an installed package"
-        )
-    for package in VERSIONED_PACKAGES:
-        try:
-            tags[f"version.{package}"] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    commit = git_commit(Path(__file__).resolve().parent)
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def git_commit(folder: Path) -> str | None:
-    """The commit of the checkout holding ``folder`` (None for an installed wheel)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 @functools.lru_cache(maxsize=4)
@@ -196,6 +136,15 @@ def find_experiment(client: MlflowClient, name: str) -> Experiment:
         return experiment
 
 
+def in_multirun() -> bool:
+    """A job of a Hydra multirun, whichever sweeper launched it: a sweep's trial, also without
+    the trial tags our sweeper sets."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 class MlflowRun:
     """An open MLflow run that receives epoch metrics as a training callback.
 
@@ -205,17 +154,38 @@ class MlflowRun:
     still could not be logged then is named in one warning. The tracking store (params, metrics,
     tags, the run's status) and the artifact store (files) fail apart: an artifact folder that
     cannot be written costs the files, never the metrics or the run's end.
+
+    ``config`` (the run's) names its data set, its last epoch and its picture count; a sweep's
+    trial (``sweep_trial``) logs no MLflow model nor epoch pictures unless its tracking config
+    asks for them.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, spec: MlflowTracking) -> None:
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        spec: MlflowTracking,
+        *,
+        config: RunConfig | None = None,
+        sweep_trial: bool = False,
+        experiment_id: str | None = None,
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.spec = spec
+        self.config = config
+        self.experiment_id = experiment_id
+        # Unset (null), what the run can afford: a sweep's trials skip both (see MlflowTracking).
+        self.mlflow_model = spec.mlflow_model if spec.mlflow_model is not None else not sweep_trial
+        self.image_every = spec.image_every if spec.image_every is not None else 0 if sweep_trial else IMAGE_EVERY
+        self.dataset: tuple[str, str] | None = None  # (name, digest) of the run's data set input
+        self.unsent_inputs: list[DatasetInput] = []  # the data set input, sent with the first metrics
+        self.pictured: tuple[VAEModule, torch.Tensor, tuple[int, int, int]] | None = None  # model, inputs, shape
         self.pending: list[Metric] = []  # epoch metrics not sent yet
         self.last_flush = time.monotonic()
         self.failures: dict[str, str] = {}  # store (TRACKING, ARTIFACTS) -> its error while it fails
         self.warned = False
-        self.deferred: list[tuple[str, str, Callable[[], object]]] = []  # (what, store, call) to try at the end
+        self.deferred: list[tuple[str, str | tuple[str, ...], Callable[[], object]]] = []  # (what, store, call)
         self.logged_through = 0  # a resumed run: epochs up to here are in the store already
 
     @classmethod
@@ -239,12 +209,14 @@ class MlflowRun:
         run_name = spec.run_name or f"{config.optimizer.name}-{shape}-{config.scheduler.name}"
         if TRIAL_NUMBER_TAG in all_tags:  # sweeps: names stay unique and sort by trial in the UI
             run_name = f"trial-{int(all_tags['optuna.trial_number']):03d}-{run_name}"
+        experiment = experiment_id(client, spec.experiment)
         run = client.create_run(
-            experiment_id(client, spec.experiment),
+            experiment,
             run_name=run_name,
             tags=all_tags,
         )
-        this = cls(client, run.info.run_id, spec)
+        sweep_trial = TRIAL_NUMBER_TAG in all_tags or in_multirun()
+        this = cls(client, run.info.run_id, spec, config=config, sweep_trial=sweep_trial, experiment_id=experiment)
         resolved = without_passwords(resolved)
         params = [Param(key, value) for key, value in flatten(resolved).items()]
         for start in range(0, len(params), PARAMS_PER_BATCH):
@@ -257,7 +229,14 @@ class MlflowRun:
         return this
 
     @classmethod
-    def resume(cls, spec: MlflowTracking, run_id: str, *, tags: Mapping[str, str] | None = None) -> MlflowRun:
+    def resume(
+        cls,
+        spec: MlflowTracking,
+        run_id: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        config: RunConfig | None = None,
+    ) -> MlflowRun:
         """Reopen a run whose trial's worker died, for its retry to go on from a checkpoint:
         RUNNING again, the failure tags of the dead attempt removed, the retry's own tags set.
         Its params and config.yaml are the ones it has."""
@@ -270,23 +249,28 @@ class MlflowRun:
                 client.delete_tag(run_id, key)
         if tags:
             client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
-        this = cls(client, run_id, spec)
-        history = client.get_metric_history(run_id, "train_loss")
+        this = cls(client, run_id, spec, config=config, sweep_trial=True, experiment_id=run.info.experiment_id)
+        history = metric_history(client, run_id, "train_loss")
         this.logged_through = max((m.step for m in history), default=0)
         return this
 
-    def send(self, what: str, call: Callable[[], object], store: str = TRACKING, *, defer: bool = True) -> bool:
+    def send(
+        self, what: str, call: Callable[[], object], store: str | tuple[str, ...] = TRACKING, *, defer: bool = True
+    ) -> bool:
         """Make one MLflow call to ``store``; if it fails, warn (once per run) and put the call
-        off, with the later calls to the same store."""
-        if store not in self.failures:
+        off, with the later calls to the same store. A call to both stores (a picture, whose
+        upload also tags the run; the MLflow model) waits while either fails, and a failure of
+        its own is put down to the first one named."""
+        stores = (store,) if isinstance(store, str) else store
+        if not any(name in self.failures for name in stores):
             try:
                 call()
                 return True
             except TRACKING_ERRORS as error:
-                self.failures[store] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+                self.failures[stores[0]] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
                 if not self.warned:  # once per run; at the end one more sums up what was lost
                     self.warned = True
-                    where = "store" if store == TRACKING else "artifact store of"
+                    where = "store" if stores[0] == TRACKING else "artifact store of"
                     log.warning(
                         "MLflow %s %s failed while logging %s of run %s (%s); training goes on, "
                         "logging is tried again when the run ends",
@@ -294,24 +278,51 @@ class MlflowRun:
                         masked(self.spec.uri),
                         what,
                         self.run_id,
-                        self.failures[store],
+                        self.failures[stores[0]],
                     )
         if defer:
             self.deferred.append((what, store, call))
         return False
 
+    def on_train_start(self, model: VAEModule, data: DataSplits) -> None:
+        """The data set becomes the run's input (sent with the first metrics); with
+        ``tracking.image_every``, the first validation images are kept for the epoch pictures."""
+        name = self.config.data.name if self.config is not None else "data"
+        source = target_of(type(self.config.data)) if self.config is not None else "unknown"
+        dataset = dataset_input(name, data, source=source)
+        self.dataset = (dataset.dataset.name, dataset.dataset.digest)
+        self.unsent_inputs.append(dataset)
+        if self.spec.log_images and self.image_every and data.image_shape is not None:
+            count = self.config.trainer.image_count if self.config is not None else 8
+            self.pictured = (model, data.val[:count].clone(), data.image_shape)
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch <= self.logged_through:  # logged by the attempt this run resumes
             return
-        self.log_metrics(metrics, step=epoch)
+        self.log_epoch(metrics, epoch)
+        last = self.config.trainer.epochs if self.config is not None else None
+        if self.pictured is not None and epoch_image_due(epoch, self.image_every, last):
+            self.log_epoch_pictures(epoch)
         if TRACKING not in self.failures and time.monotonic() - self.last_flush >= self.spec.flush_seconds:
             self.flush()
+
+    def log_epoch_pictures(self, epoch: int) -> None:
+        """The kept validation images above the model's reconstructions of them, as the stepped
+        image ``reconstructions`` (the MLflow UI's image slider); the time is the epoch's, also
+        when a failing store makes it reach the store only at the end."""
+        model, inputs, shape = self.pictured  # type: ignore[misc]
+        image = image_grid([inputs.cpu(), reconstruct(model, inputs)], shape)
+        now = int(time.time() * 1000)
+        upload = functools.partial(
+            self.client.log_image, self.run_id, image, key=EPOCH_IMAGES_KEY, step=epoch, timestamp=now
+        )
+        self.send(f"the pictures of epoch {epoch}", upload, (ARTIFACTS, TRACKING))
 
     def on_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
         """The checkpoint's epochs that the dead attempt had not sent yet."""
         for step, metrics in enumerate(history, start=1):
             if step > self.logged_through:
-                self.log_metrics(metrics, step=step)
+                self.log_epoch(metrics, step)
         self.logged_through = max(self.logged_through, epoch)
 
     def on_checkpoint(self, epoch: int, path: Path) -> None:
@@ -319,6 +330,10 @@ class MlflowRun:
         machine resumes from the artifact."""
         self.flush()
         self.send("checkpoint", lambda: self.client.log_artifact(self.run_id, str(path), "checkpoint"), ARTIFACTS)
+
+    def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None:
+        """Queue one epoch's metrics under their per-epoch keys (``epoch/val_loss``), step = epoch."""
+        self.log_metrics({epoch_key(name): value for name, value in metrics.items()}, step=epoch)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Queue metrics with their wall-clock time; they reach the store at the next flush."""
@@ -334,6 +349,9 @@ class MlflowRun:
             if not self.send("metrics", send_batch, defer=False):
                 break
             del self.pending[: len(batch)]
+        if self.unsent_inputs:  # after the metrics: no store call of its own before training
+            inputs, self.unsent_inputs = self.unsent_inputs, []
+            self.send("the data set", functools.partial(self.client.log_inputs, self.run_id, datasets=inputs))
         self.last_flush = time.monotonic()
 
     def end(self, status: str, tags: Mapping[str, str] | None = None) -> None:
@@ -349,6 +367,7 @@ class MlflowRun:
             run_tags = [RunTag(key, value) for key, value in tags.items()]
             self.send("tags", lambda: self.client.log_batch(self.run_id, tags=run_tags))
         self.send(f"the end of the run ({status})", lambda: self.client.set_terminated(self.run_id, status))
+        self.pictured = None  # the model and its data are the caller's again
         unlogged = [what for what, _, _ in self.deferred] + (
             [f"{len(self.pending)} metric values"] if self.pending else []
         )
@@ -362,8 +381,9 @@ class MlflowRun:
             )
 
     def finish(self, result: TrainResult) -> None:
-        """Final metrics, the model's state_dict and pictures; then the run is FINISHED."""
+        """Final metrics, the model's state_dict, the MLflow model and pictures; then the run is FINISHED."""
         self.log_metrics({name: result.metrics[name] for name in FINAL_METRICS}, step=len(result.history))
+        final = self.pending[-len(FINAL_METRICS) :]
         self.flush()
         with tempfile.TemporaryDirectory() as folder:  # kept until the end: a put-off upload reads it
             if self.spec.log_model:
@@ -377,7 +397,29 @@ class MlflowRun:
                 for name, image in (("reconstructions.png", pairs), ("prior_samples.png", samples)):
                     upload = functools.partial(self.client.log_image, self.run_id, image, artifact_file=name)
                     self.send(name, upload, ARTIFACTS)
+            if self.mlflow_model:
+                self.send("the MLflow model", self.model_upload(result, Path(folder), final), (ARTIFACTS, TRACKING))
             self.end("FINISHED")
+
+    def model_upload(self, result: TrainResult, folder: Path, final: list[Metric]) -> ModelUpload:
+        """The MLflow model of ``result``, named after the model option, with the run's technique
+        tags and final metrics (the Models tab compares models by them)."""
+        name = (self.config.model.name if self.config is not None else "") or "vae"
+        if name == WEIGHTS_ARTIFACT.partition("/")[0]:  # MLflow 3 reads runs:/<id>/model as a model of that name
+            name = "vae"
+        return ModelUpload(
+            client=self.client,
+            run_id=self.run_id,
+            model=result.model,
+            sample_shape=tuple(result.test_inputs.shape[1:]),
+            folder=folder,
+            name=name,
+            step=len(result.history),
+            tags=technique_tags(self.config) if self.config is not None else {},
+            metrics=final,
+            dataset=self.dataset,
+            experiment_id=self.experiment_id,
+        )
 
     def prune(self, epoch: int) -> None:
         """A pruned run ends normally, its curves kept, marked with the epoch it stopped at: a

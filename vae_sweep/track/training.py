@@ -78,7 +78,7 @@ def train_and_track(
             state = find_checkpoint(config, resume, config.tracking)
             if state is not None and resume is not None and resume.run_id:
                 resume_tags = {**(tags or {}), **resume.tags, RESUMED_AT_TAG: str(state.epoch)}
-                run = MlflowRun.resume(config.tracking, resume.run_id, tags=resume_tags)
+                run = MlflowRun.resume(config.tracking, resume.run_id, tags=resume_tags, config=config)
                 log.info("going on from the checkpoint of epoch %d, in MLflow run %s", state.epoch, run.run_id)
             else:
                 run = MlflowRun.start(config.tracking, config, resolved, tags=tags)
@@ -122,7 +122,7 @@ def close_failed_run(run: Any, error: BaseException) -> None:
     if isinstance(error, TrainingPruned):
         run.prune(error.epoch)
     elif isinstance(error, TrainingDiverged):
-        run.log_metrics(error.metrics, step=error.epoch)
+        run.log_epoch(error.metrics, error.epoch)
         run.fail(error.reason, str(error))
     elif isinstance(error, KeyboardInterrupt):
         run.fail("interrupted", status="KILLED")

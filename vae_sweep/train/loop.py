@@ -44,8 +44,11 @@ EVAL_ROWS = 8192  # rows per evaluation chunk (examples x importance samples), b
 
 class EpochCallback(Protocol):
     """What a callback must have; it may also have ``on_epoch_start(epoch)``, ``on_checkpoint(epoch,
-    path)``, called after a checkpoint was saved, and ``on_resume(epoch, history)``, called once
-    when training goes on from a checkpoint with the epochs' metrics up to it."""
+    path)``, called after a checkpoint was saved, ``on_resume(epoch, history)``, called once
+    when training goes on from a checkpoint with the epochs' metrics up to it, and
+    ``on_train_start(model, data)``, called once before the first epoch with the model and the
+    data splits on the device: to read (a tracker logs the data set, and draws ``reconstruct``
+    pictures at epoch ends), never to change, nor to draw random numbers from torch's generator."""
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called after every epoch; raising stops training (a pruner does so)."""
@@ -116,6 +119,9 @@ def train(
             for callback in callbacks:
                 if hasattr(callback, "on_resume"):
                     callback.on_resume(resume.epoch, history)
+        for callback in callbacks:
+            if hasattr(callback, "on_train_start"):
+                callback.on_train_start(model, data)
         config_fingerprint = fingerprint(config)
         started = time.perf_counter() - train_time
         for epoch in range(first_epoch, trainer.epochs + 1):
@@ -266,13 +272,27 @@ def pictures(model: VAEModule, x: torch.Tensor, count: int) -> dict[str, torch.T
     ``count`` samples from the prior, as pixel means on the CPU."""
     model.eval()
     inputs = x[:count]
-    mu, _ = model.encode(inputs)
+    reconstructions = reconstruct(model, inputs)
     z = torch.randn(count, model.latent_dim, device=x.device)
     return {
         "test_inputs": inputs.cpu(),
-        "reconstructions": model.mean_image(model.decode(mu)).cpu(),
+        "reconstructions": reconstructions,
         "prior_samples": model.mean_image(model.decode(z)).cpu(),
     }
+
+
+@torch.no_grad()
+def reconstruct(model: VAEModule, x: torch.Tensor) -> torch.Tensor:
+    """Reconstructions of ``x`` from their posterior means, as pixel means on the CPU, in eval
+    mode; the model's mode is left as it was and no random number is drawn, so calling this
+    between epochs changes nothing of the training."""
+    training = model.training
+    model.eval()
+    try:
+        mu, _ = model.encode(x)
+        return model.mean_image(model.decode(mu)).cpu()
+    finally:
+        model.train(training)
 
 
 def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -13,12 +13,14 @@ import dataclasses
 import functools
 import typing
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_sweep.errors import ConfigError
+from vae_sweep.suggestions import did_you_mean
 
 _REGISTRY: dict[str, type] = {}
 
@@ -94,14 +96,19 @@ def parse_spec(node: Mapping[str, Any] | DictConfig, group: str, base: type | No
     candidates = [t for t, c in _REGISTRY.items() if base is None or issubclass(c, base)]
     cls = registered(target)
     if cls is None or (base is not None and not issubclass(cls, base)):
+        # A name of no class may be a typo; a class of another group is not.
+        hint = did_you_mean(target, candidates, before="", after=" ") if cls is None else ""
         raise ConfigError(
-            f"{group}._target_", f"{target!r} is not allowed here; allowed: {', '.join(sorted(candidates))}"
+            f"{group}._target_", f"{target!r} is not allowed here; {hint}allowed: {', '.join(sorted(candidates))}"
         )
     fields = {f.name for f in dataclasses.fields(cls)}
     for key in values:
         if key not in fields:
             name = values.get("name", cls.__name__)
-            raise ConfigError(f"{group}.{key}", f"unknown key for {name!r}; allowed keys: {', '.join(sorted(fields))}")
+            hint = did_you_mean(key, fields, spelled=f"{group}.{{}}", before="", after=" ")
+            raise ConfigError(
+                f"{group}.{key}", f"unknown key for {name!r}; {hint}allowed keys: {', '.join(sorted(fields))}"
+            )
     for key, example in list_fields(cls).items():  # OmegaConf's own words for these are about its node types
         value = values.get(key, example)
         if not isinstance(value, (list, tuple)):
@@ -116,8 +123,17 @@ def parse_spec(node: Mapping[str, Any] | DictConfig, group: str, base: type | No
         raise error.within(group) from None
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or ""
-        first_line = str(error).splitlines()[0]
-        raise ConfigError(f"{group}.{key}" if key else group, first_line) from None
+        first_line = str(error).splitlines()[0]  # an Enum's: Invalid value 'relux', expected one of [...]
+        hint = did_you_mean(getattr(error, "value", None), enum_names(cls, key))  # "" for other fields
+        raise ConfigError(f"{group}.{key}" if key else group, first_line + hint) from None
+
+
+def enum_names(cls: type, key: str) -> list[str]:
+    """The names an Enum-typed field of ``cls`` accepts (``Activation``: relu, tanh, ...); none
+    for a field of any other type, or a key that is not a field."""
+    hint = typing.get_type_hints(cls).get(key)
+    kinds = (hint, *typing.get_args(hint))  # Activation, or Activation | None
+    return next((list(kind.__members__) for kind in kinds if isinstance(kind, type) and issubclass(kind, Enum)), [])
 
 
 @functools.cache
