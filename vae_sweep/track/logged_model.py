@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow.pytorch
 import numpy as np
 import torch
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
@@ -149,6 +148,8 @@ class ModelUpload:
             model_uuid=self.model_id,
         )
         quiet = QuietPickleWarning()
+        import mlflow.pytorch  # 1.2 s of imports: only in a process that logs a model
+
         logger = logging.getLogger(mlflow.pytorch.__name__)
         logger.addFilter(quiet)
         try:
