@@ -181,6 +181,7 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     fail the trial (the sweeper records the reason) and the sweep goes on.
     """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from vae_sweep.sweep.trial_link import link_current_job
 
@@ -192,6 +193,7 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     if launched_in.resolve() != Path.cwd().resolve() and "uri" in cfg.get("tracking", {}):  # hydra.job.chdir=true
         with open_dict(cfg):  # a relative store is the one where vae-train was started
             cfg.tracking.uri = absolute_sqlite_url(cfg.tracking.uri, launched_in)
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN  # any sweeper's job
     run_ids: list[str] = []
     try:
         objectives = parse_objectives(cfg.get("objective", "val_loss"))
@@ -199,12 +201,13 @@ def train_task(cfg: DictConfig) -> float | list[float]:
             link.record_checkpoint(checkpoint)
         result = train_and_track(
             cfg,
-            callbacks=link.callbacks(objectives[0]) if link else single_run_progress(cfg),
+            callbacks=link.callbacks(objectives[0]) if link else single_run_progress(cfg, multirun),
             tags=link.tags() if link else None,
             on_run_start=link.record_run if link else run_ids.append,
             require_tracking=link is None,  # a sweep checked its store at the start; a trial goes on without it
             checkpoint=checkpoint,
             resume=link.resume_point() if link else None,
+            sweep_trial=link is not None or multirun,
         )
     except TrainingDiverged as error:
         if link is None:  # a trial's failure is one line of the sweeper's
@@ -217,17 +220,13 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     return values if len(values) > 1 else values[0]
 
 
-def single_run_progress(cfg: DictConfig) -> tuple:
+def single_run_progress(cfg: DictConfig, multirun: bool) -> tuple:
     """A single run's epoch progress, as ``trainer.progress`` says (the config is checked later:
     an unknown mode is refused there, before training). ``auto`` prints no epoch lines in a
-    multirun of Hydra's own sweeper when not on a terminal: six jobs would be 300 lines."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    ``multirun`` of Hydra's own sweeper when not on a terminal: six jobs would be 300 lines."""
     from vae_sweep.train.progress import PROGRESS, EpochProgress
 
     mode = str(cfg.get("trainer", {}).get("progress", "auto"))
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if mode == "off" or mode not in PROGRESS or (mode == "auto" and multirun and not sys.stderr.isatty()):
         return ()
     return (EpochProgress(int(cfg.trainer.epochs), mode),)

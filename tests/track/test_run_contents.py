@@ -56,6 +56,7 @@ def two_runs(tmp_path_factory):
     plain = train_and_track(
         compose_run(uri, *dropout, "tracking.run_name=plain"),
         tags={TRIAL_NUMBER_TAG: "7"},
+        sweep_trial=True,
     )
     client, runs = runs_of(uri)
     return uri, client, runs["pictured"], pictured, runs["trial-007-plain"], plain

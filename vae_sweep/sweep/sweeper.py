@@ -395,8 +395,9 @@ class OptunaSweeperImpl:
             print(f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}")
             print(f"Reproduce: {summary['reproduce']}")
         print(f"Results:   {results.resolve()}")
-        if plan.tracking_uri and experiment is not None:
-            print(f"MLflow:    {page_to_open(plan.tracking_uri, experiment)}  (parent run {plan.parent_run_id})")
+        if plan.tracking_uri:  # without the experiment's id (the store failed at the end): the store itself
+            where = page_to_open(plan.tracking_uri, experiment) if experiment else masked(plan.tracking_uri)
+            print(f"MLflow:    {where}  (parent run {plan.parent_run_id})")
         print(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
         if any(s.stopped_for_failures for s in summaries):
             raise SweepFailed(

@@ -136,15 +136,6 @@ def find_experiment(client: MlflowClient, name: str) -> Experiment:
         return experiment
 
 
-def in_multirun() -> bool:
-    """A job of a Hydra multirun, whichever sweeper launched it: a sweep's trial, also without
-    the trial tags our sweeper sets."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 class MlflowRun:
     """An open MLflow run that receives epoch metrics as a training callback.
 
@@ -196,8 +187,10 @@ class MlflowRun:
         resolved: Mapping[str, Any],
         *,
         tags: Mapping[str, str] | None = None,
+        sweep_trial: bool = False,
     ) -> MlflowRun:
-        """Create the run with the full resolved config as params; ``tags`` may hold ``mlflow.parentRunId``."""
+        """Create the run with the full resolved config as params; ``tags`` may hold
+        ``mlflow.parentRunId``; ``sweep_trial``: a job of a multirun (see the class)."""
         check_reachable(spec.uri)
         open_store_once(spec.uri)
         client = client_for(spec.uri)
@@ -215,7 +208,6 @@ class MlflowRun:
             run_name=run_name,
             tags=all_tags,
         )
-        sweep_trial = TRIAL_NUMBER_TAG in all_tags or in_multirun()
         this = cls(client, run.info.run_id, spec, config=config, sweep_trial=sweep_trial, experiment_id=experiment)
         resolved = without_passwords(resolved)
         params = [Param(key, value) for key, value in flatten(resolved).items()]

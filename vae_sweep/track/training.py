@@ -48,6 +48,7 @@ def train_and_track(
     require_tracking: bool = True,
     checkpoint: Path | None = None,
     resume: ResumePoint | None = None,
+    sweep_trial: bool = False,
 ) -> TrainResult:
     """Train the run ``cfg`` describes. Raises ``ConfigError`` before any work if it is invalid,
     ``TrainingDiverged`` if the loss becomes NaN/inf (the MLflow run is then FAILED) and
@@ -59,7 +60,10 @@ def train_and_track(
 
     A store that cannot be reached is a ``ConfigError`` before training, unless
     ``require_tracking`` is false (a sweep trial, whose sweep checked the store when it started):
-    then the run trains untracked with a warning, so its result still reaches the sweep."""
+    then the run trains untracked with a warning, so its result still reaches the sweep.
+
+    ``sweep_trial`` (a job of a multirun, whichever sweeper launched it) logs no MLflow model nor
+    epoch pictures unless its tracking config asks for them: a sweep has many runs to pay for."""
     config = parse_run_config(cfg)
     config.data.check()  # missing or corrupt data files: refused before an MLflow run exists
     config.trainer.resolve_device()  # so is a CUDA run on a machine without one
@@ -81,7 +85,7 @@ def train_and_track(
                 run = MlflowRun.resume(config.tracking, resume.run_id, tags=resume_tags, config=config)
                 log.info("going on from the checkpoint of epoch %d, in MLflow run %s", state.epoch, run.run_id)
             else:
-                run = MlflowRun.start(config.tracking, config, resolved, tags=tags)
+                run = MlflowRun.start(config.tracking, config, resolved, tags=tags, sweep_trial=sweep_trial)
         except (ConfigError, *TRACKING_ERRORS) as error:
             if isinstance(error, ConfigError):
                 message = error.message
