@@ -1,6 +1,6 @@
 """The script a user would write instead of adopting vae-sweep: plain Optuna + MLflow.
 
-Rows 8-9 of the benchmark run it beside ``vae-train -m study=quick`` (the same search space:
+It is to run beside ``vae-train -m study=quick`` (the same search space:
 optimizer in adam / rmsprop / momentum and a log-uniform learning rate; the same model,
 ``seed_mlp``'s 64-128-64-32 encoder and 32-256-128-64-64 decoder; the same digits split sizes
 and batch size), each from a fresh folder with new SQLite stores, as whole processes. It is
@@ -8,7 +8,8 @@ written the way the Optuna and MLflow docs write it: ``study.optimize`` with a T
 a parent run and ``mlflow.start_run(nested=True)`` per trial, parameters, one ``log_metric``
 call per metric per epoch, the final test loss, the weights as an artifact. It imports nothing
 of ours, so it is run by path (``python vae_sweep/bench/handwritten.py``), never as a module of
-the package.
+the package. ``python -m vae_sweep.bench`` does not run it yet: its numbers so far were taken
+by hand (docs/performance-history.md, issue 16).
 
 Each trial logs ``train_seconds`` as ours do (from the first epoch's start to the last one's
 end, validation and the epoch metrics included), so that the benchmark tells the wall time
