@@ -38,9 +38,6 @@ from vae_sweep.errors import (
 from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.local_stores import absolute_sqlite_url
 from vae_sweep.suggestions import unknown_name_line
-from vae_sweep.track.training import train_and_track
-from vae_sweep.train.config import parse_objectives
-from vae_sweep.train.progress import run_summary
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +180,11 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    # Here, not at the top: a sweep's own process (and the rerun of a finished study) needs no torch.
     from vae_sweep.sweep.trial_link import link_current_job
+    from vae_sweep.track.training import train_and_track
+    from vae_sweep.train.config import parse_objectives
+    from vae_sweep.train.progress import run_summary
 
     link = link_current_job()
     # The run's own Hydra folder (a sweep trial's job folder), where a retry finds it.

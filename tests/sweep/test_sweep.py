@@ -5,6 +5,7 @@ test's own (a process start saved per sweep); the crash and signal tests use rea
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -119,6 +120,42 @@ def test_rerun_resumes_the_study_keeps_numbering_and_the_parent_run(workdir):
     names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{workdir}/optuna.db")}
     assert len(names) == 2 and "s" in names  # a new study beside the old one, which is kept
     assert len(runs(workdir)[1]) == 2
+
+
+def test_a_finished_studys_rerun_answers_from_the_study_alone(workdir):
+    first = sweep(workdir, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first")
+    assert first.returncode == 0, first.stderr[-3000:]
+    _, _, children = runs(workdir)
+    # The same command again, in a process of its own: what it imports is its start-up time.
+    script = (
+        "import sys\n"
+        "from vae_sweep.cli import train_app\n"
+        "try:\n"
+        "    train_app()\n"
+        "finally:\n"
+        "    print('imported:', sorted({'torch', 'mlflow'} & set(sys.modules)))\n"
+    )
+    argv = sweep_arguments(*stores_in(workdir), "hydra.sweeper.n_trials=2", "hydra.sweep.dir=second")
+    again = subprocess.run(
+        [sys.executable, "-c", script, *argv], cwd=workdir, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Study 's' is done: 2 trials (2 COMPLETE) for its budget of 2" in again.stdout
+    best = next(line for line in first.stdout.splitlines() if line.startswith("Best value"))
+    assert best in again.stdout.splitlines()
+    assert f"Results:   {workdir / 'first' / 'optimization_results.yaml'}" in again.stdout
+    assert "hydra.sweeper.n_trials=12" in again.stdout and "hydra.sweeper.fresh=true" in again.stdout
+    assert "imported: []" in again.stdout  # neither torch nor MLflow
+    assert not (workdir / "second").exists()
+    assert len(runs(workdir)[2]) == len(children)
+    # A smaller budget is within the study's too; another fixed override is another request.
+    assert "is done" in sweep(workdir, "hydra.sweeper.n_trials=1", "hydra.sweep.dir=third").stdout
+    other = sweep(workdir, "hydra.sweeper.n_trials=2", "trainer.seed=1", "hydra.sweep.dir=fourth")
+    assert other.returncode == 0 and "is done" not in other.stdout
+    assert (workdir / "fourth" / "optimization_results.yaml").exists()
+    grown = sweep(workdir, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=fifth")
+    assert grown.returncode == 0 and "Study 's': 3 trials (" in grown.stdout
+    assert len(load_study(workdir).trials) == 3
 
 
 def test_grid_sampler_enumerates_every_combination_once(workdir):

@@ -61,7 +61,6 @@ def install(timers: Timers) -> None:
     """Wrap the steps of a sweep trial where the sweep code looks them up."""
     from mlflow.tracking import MlflowClient
 
-    from vae_sweep import cli
     from vae_sweep.sweep import compose, space, trial_link, worker
     from vae_sweep.track import run as tracking
     from vae_sweep.track import training
@@ -71,7 +70,7 @@ def install(timers: Timers) -> None:
 
     patch(compose.TrialComposer, "compose", "Hydra: compose the trial's config")
     patch(worker, "run_job", "Hydra: run_job (logging setup, .hydra/*.yaml)")
-    patch(cli, "train_and_track", "vae-sweep: validate the config")
+    patch(training, "train_and_track", "vae-sweep: validate the config")  # vae-train imports it when it runs
     patch(training, "train", TRAINING)
     patch(space.SearchSpace, "sample", "Optuna: sample the parameters")
     for name in ("claim_trial", "tell", "fail_stale_trials", "failure_rate_exceeded"):

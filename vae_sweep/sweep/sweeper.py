@@ -4,7 +4,8 @@ Order matters: every check that can fail (search space, sampler, pruner, storage
 server, the config of every choice and bound in the space, that the stores and the output
 folder can be written) runs before the first trial, and all but the storage's before anything
 is written to a store. What is particular to the app swept (vae-train or any other) is in
-``apps``.
+``apps``. A rerun of a study that is done is answered from the study alone, after the checks
+that need nothing composed or opened (``request``, ``finished``).
 """
 
 from __future__ import annotations
@@ -31,13 +32,12 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from vae_sweep import interrupts
-from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full, require
+from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full
 from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlite_file
-from vae_sweep.names import DEFAULT_STORAGE
-from vae_sweep.suggestions import did_you_mean, unknown_name_line
+from vae_sweep.suggestions import unknown_name_line
 from vae_sweep.sweep.apps import App, Tracking, app_for
-from vae_sweep.sweep.arguments import merge_params, parse_directions, split_arguments
 from vae_sweep.sweep.background import repeating
+from vae_sweep.sweep.finished import REPORT_ATTR, done_message, report_record
 from vae_sweep.sweep.launchers import (
     JOB_LISTING_LOGGERS,
     check_launcher,
@@ -49,13 +49,11 @@ from vae_sweep.sweep.launchers import (
 from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.plots import PLOTS, save_plots
+from vae_sweep.sweep.plots import save_plots
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.progress import STATUS_INTERVAL_S, progress_line
+from vae_sweep.sweep.request import SweepRequest, plot_names, read_request
 from vae_sweep.sweep.results import summarize, write_results
-from vae_sweep.sweep.samplers_and_pruners import pruner_choice, sampler_choice
-from vae_sweep.sweep.settings import OptunaSweeperSettings
-from vae_sweep.sweep.space import SearchSpace, parse_search_space
 from vae_sweep.sweep.study import (
     check_space_fits,
     ensure_budget,
@@ -70,7 +68,6 @@ from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
 from vae_sweep.track.urls import masked, page_to_open
 
 log = logging.getLogger(__name__)
-MAX_TRIALS = 100_000  # budget slots are written one by one (a few hundred a second on SQLite)
 WORKER_OVERRIDES = ("hydra.sweep.subdir=workers/${hydra.job.num}", "hydra.output_subdir=null")
 
 
@@ -95,8 +92,13 @@ class OptunaSweeperImpl:
             return self.run_sweep(arguments)
 
     def run_sweep(self, arguments: list[str]) -> list[WorkerSummary]:
+        request = self.validate(arguments)
+        done = done_message(request.storage_url, request.study_name, request.key, request.n_trials)
+        if done is not None:  # before composing a trial's config, opening MLflow or making a sweep folder
+            print(done)
+            return []
         try:
-            plan, study, created = self.prepare(arguments)
+            plan, study, created = self.prepare(request)
         except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
             raise SweepInterrupted("Interrupted: run the same command again to set the study up and start it") from None
         # In place of the launcher's job listing, whose "#0" is a worker running many trials.
@@ -121,7 +123,7 @@ class OptunaSweeperImpl:
                 full = next((s.disk_full for s in summaries if s.disk_full), None)
                 if full:
                     raise self.disk_full(plan, full)
-                self.report(plan, summaries)
+                self.report(plan, summaries, request.key)
             except OSError as error:  # writing the results or plots
                 if not is_disk_full(error):
                     raise
@@ -196,57 +198,29 @@ class OptunaSweeperImpl:
         with lowered(JOB_LISTING_LOGGERS, verbose=self.config.hydra.verbose):
             return launcher.launch([[*plan.base_overrides, *WORKER_OVERRIDES]] * n_workers, initial_job_idx=first_job)
 
-    def prepare(self, arguments: list[str]) -> tuple[SweepPlan, optuna.Study, bool]:
-        settings = self.settings
-        allowed = [f.name for f in dataclasses.fields(OptunaSweeperSettings)]
-        settable = [name for name in allowed if not name.startswith("_")]  # _target_ is the plugin's own
-        for key in settings:  # a typo added with + (hydra.sweeper.n_trial=3) would be ignored
-            if key not in allowed:
-                question = did_you_mean(key, settable, spelled="hydra.sweeper.{}")
-                listing = ", ".join(settable)
-                raise ConfigError(f"hydra.sweeper.{key}", f"unknown sweeper setting{question}; allowed: {listing}")
-        sweeps, fixed = split_arguments(arguments)
-        study_params = OmegaConf.to_container(settings.params, resolve=False)
-        space = parse_search_space(
-            merge_params(study_params, sweeps, fixed), narrowed=frozenset(sweeps) & frozenset(study_params)
-        )
-        directions = parse_directions(settings.direction)
-        sampler_name, sampler_seed, sampler_options = sampler_choice(settings.sampler)
-        pruner_name, pruner_options = pruner_choice(settings.pruner)
-        self.plot_names()  # an unknown plot is refused now, not after the last trial
-        require(
-            1 <= settings.n_trials <= MAX_TRIALS,
-            "hydra.sweeper.n_trials",
-            f"must be in [1, {MAX_TRIALS:,}] (each trial is a row written before the sweep starts), "
-            f"got {settings.n_trials}",
-        )
-        require(settings.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {settings.n_jobs}")
-        require(
-            0 <= settings.max_failure_rate <= 1,
-            "hydra.sweeper.max_failure_rate",
-            f"must be in [0, 1], got {settings.max_failure_rate}",
-        )
-        require(
-            settings.heartbeat_interval >= 0,
-            "hydra.sweeper.heartbeat_interval",
-            f"must be >= 0 seconds (0 turns heartbeats off), got {settings.heartbeat_interval}",
-        )
-        require(
-            settings.grace_period is None or settings.grace_period > 0,
-            "hydra.sweeper.grace_period",
-            f"must be > 0 seconds or null (twice the heartbeat interval), got {settings.grace_period}",
-        )
-        require(settings.max_retry >= 0, "hydra.sweeper.max_retry", f"must be >= 0, got {settings.max_retry}")
-        checked = self.app.check(self.task_config, fixed, space, len(directions), self.config.hydra)
-        tracking = checked.tracking
-        plan = SweepPlan(
+    def validate(self, arguments: list[str]) -> SweepRequest:
+        """The sweep asked for, its settings checked: everything that needs no config composed
+        and no store opened."""
+        return read_request(
+            self.settings,
+            arguments,
             study_name=self.study_name(),
-            # Workers (in job folders with hydra.job.chdir=true, or other processes) open this very file.
-            storage_url=absolute_sqlite_url(settings.storage or DEFAULT_STORAGE, Path.cwd()),
+            searchpath=tuple(self.config.hydra.get("searchpath") or ()),
+        )
+
+    def prepare(self, request: SweepRequest) -> tuple[SweepPlan, optuna.Study, bool]:
+        settings, space, directions = self.settings, request.space, request.directions
+        checked = self.app.check(self.task_config, list(request.fixed), space, len(directions), self.config.hydra)
+        tracking = checked.tracking
+        sampler_name, sampler_seed, sampler_options = request.sampler
+        pruner_name, pruner_options = request.pruner
+        plan = SweepPlan(
+            study_name=request.study_name,
+            storage_url=request.storage_url,
             directions=directions,
             space=space,
-            base_overrides=tuple(fixed),
-            searchpath=tuple(self.config.hydra.get("searchpath") or ()),
+            base_overrides=request.fixed,
+            searchpath=request.searchpath,
             sampler_name=sampler_name,
             sampler_seed=sampler_seed,
             sampler_options=sampler_options,
@@ -273,9 +247,6 @@ class OptunaSweeperImpl:
         if tracking is not None:
             check_local_store(tracking.uri, key=tracking.key, store="MLflow store", marker="experiments")
         check_output_folder(Path(str(self.config.hydra.sweep.dir)))
-        n_trials = settings.n_trials
-        if plan.sampler_name == "grid":
-            n_trials = min(n_trials, grid_size(space))
         sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
         if tracking is not None:  # outside the lock: it takes seconds, and is atomic on its own
             prepare_tracking_store(tracking.uri, tracking.experiment, key=tracking.key)
@@ -293,7 +264,7 @@ class OptunaSweeperImpl:
                 log.info(
                     "Trial(s) %s had lost their worker: failed as worker_died and retried", ", ".join(map(str, died))
                 )
-            added = ensure_budget(study, n_trials)
+            added = ensure_budget(study, request.n_trials)
             if added:
                 log.log(detail_level(self.quiet), "Added %d trials to the budget of study %r", added, plan.study_name)
             if tracking is not None:
@@ -311,14 +282,6 @@ class OptunaSweeperImpl:
         if closed:
             log.log(detail_level(self.quiet), "Closed %d MLflow runs whose trial had ended without them", closed)
         return parent
-
-    def plot_names(self) -> list[str] | None:
-        names = self.settings.plots
-        if names is None:
-            return None
-        for name in names:
-            require(name in PLOTS, "hydra.sweeper.plots", f"unknown plot {name!r}; choose from {', '.join(PLOTS)}")
-        return list(names)
 
     def study_name(self) -> str:
         name = self.settings.study_name or self.app.default_study_name(self.config.hydra)
@@ -356,13 +319,16 @@ class OptunaSweeperImpl:
             f"Interrupted ({signal_name}): run the same command again to resume study {plan.study_name!r}"
         )
 
-    def report(self, plan: SweepPlan, summaries: list[WorkerSummary]) -> None:
+    def report(self, plan: SweepPlan, summaries: list[WorkerSummary], request: str) -> None:
+        """The sweep's end: results and plots written, the parent run finished, and what happened
+        and where to look in a few lines, which a complete report also leaves in the study for a
+        rerun of the same ``request`` (``finished``)."""
         storage = plan.storage()
         study = plan.load_study(storage)
         summary = summarize(study, plan)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         results = write_results(summary, sweep_dir)
-        plots = save_plots(study, sweep_dir / "plots", self.plot_names())
+        plots = save_plots(study, sweep_dir / "plots", plot_names(self.settings))
         experiment = None  # the MLflow experiment's id, for the address of its page
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
@@ -381,24 +347,27 @@ class OptunaSweeperImpl:
                     results.parent,
                 )
         counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
-        print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})")
+        lines = []
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if running:
             where = ", ".join(
                 f"{t.number} ({o.describe() if (o := owner_of(t)) else 'owner unknown'})" for t in running
             )
-            print(
+            lines.append(
                 f"Not done: trial(s) {where} still run in other processes; run the same command again "
                 "once they end to finish the study (one that died is then failed and retried)"
             )
         if "best_value" in summary:
-            print(f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}")
-            print(f"Reproduce: {summary['reproduce']}")
-        print(f"Results:   {results.resolve()}")
+            lines.append(
+                f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}"
+            )
+            lines.append(f"Reproduce: {summary['reproduce']}")
+        lines.append(f"Results:   {results.resolve()}")
         if plan.tracking_uri:  # without the experiment's id (the store failed at the end): the store itself
             where = page_to_open(plan.tracking_uri, experiment) if experiment else masked(plan.tracking_uri)
-            print(f"MLflow:    {where}  (parent run {plan.parent_run_id})")
-        print(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
+            lines.append(f"MLflow:    {where}  (parent run {plan.parent_run_id})")
+        lines.append(f"Optuna:    optuna-dashboard {masked(plan.storage_url)}")
+        print(f"Study {plan.study_name!r}: {sum(summary['trials'].values())} trials ({counts})", *lines, sep="\n")
         if any(s.stopped_for_failures for s in summaries):
             raise SweepFailed(
                 f"more than {plan.max_failure_rate:.0%} of the trials failed ({counts}); stopped early. "
@@ -407,6 +376,7 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
+        study.set_user_attr(REPORT_ATTR, report_record(request, len(study.trials), lines))
 
 
 def log_status(plan: SweepPlan, storage: RDBStorage) -> None:
@@ -423,10 +393,3 @@ def forward_to_children(signum: int) -> None:
 
 def finished_count(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
-
-
-def grid_size(space: SearchSpace) -> int:
-    size = 1
-    for values in space.grid().values():
-        size *= len(values)
-    return size
