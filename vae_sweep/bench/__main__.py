@@ -17,6 +17,7 @@ from vae_sweep.bench.report import Results, render
 from vae_sweep.bench.scale import data_scaling, long_sweep_rss
 from vae_sweep.bench.sweeps import FULL_SIZES, QUICK_SIZES, parallel_scaling, pruning, sampler_efficiency
 from vae_sweep.bench.trainer import measure_throughput
+from vae_sweep.bench.versus_script import versus_script
 
 # Rows 1-2: (training samples, epochs per run, repeats); full is MNIST's 60k, quick only checks that it all runs.
 FULL = (60_000, 2, 3)
@@ -26,10 +27,13 @@ QUICK = (3_000, 1, 1)
 FULL_OVERHEAD = (11, 2, tuple(VARIANTS), 20)
 QUICK_OVERHEAD = (4, 1, tuple(VARIANTS)[:1], 3)
 LONG_SWEEP_TRIALS = 200
+# Row 8: (trials, epochs) of the longer sweep, repeats.
+FULL_VERSUS = (10, 20, 3)
+QUICK_VERSUS = (2, 1, 1)
 # Digits trains faster, and with a steadier time, on one thread than on two here: the framework's
 # milliseconds stand out of the noise. (A sweep with n_jobs=2 gives each trial one thread too.)
 OVERHEAD_THREADS = 1
-ROWS = (1, 2, 3, 4, 5, 6, 7)
+ROWS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             results.long_sweep_rss_mb = [r["rss_mb"] for runs in results.overhead.sweeps.values() for r in runs]
         else:
             results.long_sweep_rss_mb = long_sweep_rss(LONG_SWEEP_TRIALS)
+    if 8 in args.rows:
+        results.versus = versus_script(*(QUICK_VERSUS if args.quick else FULL_VERSUS))
     page = render(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
