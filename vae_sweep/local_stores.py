@@ -97,16 +97,26 @@ def create_sqlite_atomically(path: Path, initialize: Callable[[str], object]) ->
     if path.exists():
         return False
     remove_abandoned_builds(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    temporary = build_file(path, os.getpid())
     try:
         initialize(f"sqlite:///{temporary}")
         os.link(temporary, path)  # unlike a rename, never replaces a store another process just made
     except FileExistsError:
         return False
     finally:
-        for leftover in (temporary, *(temporary.with_name(temporary.name + s) for s in ("-journal", "-wal", "-shm"))):
-            leftover.unlink(missing_ok=True)
+        remove_build(temporary)
     return True
+
+
+def build_file(path: Path, pid: int) -> Path:
+    """Where process ``pid`` builds the new store at ``path``, until it is linked into place."""
+    return path.with_name(f".{path.name}.{pid}.new")
+
+
+def remove_build(temporary: Path) -> None:
+    """A build's temporary file and SQLite's files beside it."""
+    for leftover in (temporary, *(temporary.with_name(temporary.name + s) for s in ("-journal", "-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)
 
 
 def remove_abandoned_builds(path: Path) -> None:
@@ -118,12 +128,16 @@ def remove_abandoned_builds(path: Path) -> None:
 
 
 def process_exists(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped, as a killed sweep's child is for
+    a moment) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
+    with contextlib.suppress(OSError, IndexError):  # no /proc (not Linux): it runs
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 

@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae_sweep.errors import ConfigError, require
 from vae_sweep.sweep.space import SearchSpace
@@ -70,6 +71,12 @@ class App:
             return Checked()
         experiment = hydra.sweeper.get("experiment") or hydra.job.name
         return Checked(Tracking(str(uri), str(experiment), "hydra.sweeper.tracking_uri"))
+
+    def tracking_uri(self, config: DictConfig) -> str | None:
+        """The MLflow store the sweep's own config names, read before any check so that a new one
+        can be built meanwhile (``StoreAhead``); the checks settle which store it is."""
+        uri = config.hydra.sweeper.get("tracking_uri")
+        return None if uri is None else str(uri)
 
     def default_study_name(self, hydra: DictConfig) -> str:
         """``study=NAME`` when the app has such a group, else the app's name (its job name)."""
@@ -125,6 +132,14 @@ class VaeTrain(App):
             return Checked(metric_names=tuple(objectives))
         check_reachable(tracking.uri)
         return Checked(Tracking(tracking.uri, tracking.experiment, "tracking.uri"), tuple(objectives))
+
+    def tracking_uri(self, config: DictConfig) -> str | None:
+        """``tracking.uri`` (tracking=mlflow), unless it cannot be read yet: the checks say why."""
+        try:
+            uri = OmegaConf.select(config, "tracking.uri", default=None)
+        except OmegaConfBaseException:
+            return None
+        return None if uri is None else str(uri)
 
     def default_study_name(self, hydra: DictConfig) -> str:
         from vae_sweep.names import DEFAULT_EXPERIMENT

@@ -11,17 +11,22 @@ from pathlib import Path
 from vae_sweep.errors import ConfigError
 from vae_sweep.local_stores import unwritable_folder
 from vae_sweep.sweep.study import enable_sqlite_wal
+from vae_sweep.track.store_ahead import StoreAhead
 from vae_sweep.track.stores import prepare_mlflow_store
 from vae_sweep.track.urls import masked
 
 
-def prepare_tracking_store(uri: str, experiment: str, *, key: str = "tracking.uri") -> None:
-    """A new local MLflow store made whole (its migrations take seconds), in WAL mode for the
-    parallel workers, and its experiment usable, before the study exists; MLflow itself is
-    imported here, before any lock is taken."""
+def prepare_tracking_store(
+    uri: str, experiment: str, *, key: str = "tracking.uri", ahead: StoreAhead | None = None
+) -> None:
+    """A new local MLflow store made whole (its migrations take seconds; ``ahead`` has made them
+    meanwhile, if it could), in WAL mode for the parallel workers, and its experiment usable,
+    before the study exists; MLflow itself is imported here, before any lock is taken."""
     from vae_sweep.sweep.parent_run import tracking_client
     from vae_sweep.track.run import TRACKING_ERRORS, experiment_id
 
+    if ahead is not None:  # after MLflow's imports, a second the build had to finish in
+        ahead.use(uri)
     try:
         prepare_mlflow_store(uri)
         experiment_id(tracking_client(uri), experiment)  # before any other write: a deleted one is refused

@@ -65,6 +65,7 @@ from vae_sweep.sweep.study import (
 )
 from vae_sweep.sweep.verbosity import detail_level, lowered, quieted
 from vae_sweep.sweep.worker import TrialWorker, WorkerSummary, first_line
+from vae_sweep.track.store_ahead import StoreAhead
 from vae_sweep.track.urls import masked, page_to_open
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,15 @@ class OptunaSweeperImpl:
         if done is not None:  # before composing a trial's config, opening MLflow or making a sweep folder
             print(done)
             return []
+        # A new MLflow store's migrations run on another core while the configs are checked.
+        ahead = StoreAhead.start(self.app.tracking_uri(self.config))
         try:
-            plan, study, created = self.prepare(request)
+            plan, study, created = self.prepare(request, ahead)
         except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
             raise SweepInterrupted("Interrupted: run the same command again to set the study up and start it") from None
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         # In place of the launcher's job listing, whose "#0" is a worker running many trials.
         log.info(
             "Study %r%s in %s: %d trials, %d at a time through the %s launcher, output in %s",
@@ -208,7 +214,7 @@ class OptunaSweeperImpl:
             searchpath=tuple(self.config.hydra.get("searchpath") or ()),
         )
 
-    def prepare(self, request: SweepRequest) -> tuple[SweepPlan, optuna.Study, bool]:
+    def prepare(self, request: SweepRequest, ahead: StoreAhead | None) -> tuple[SweepPlan, optuna.Study, bool]:
         settings, space, directions = self.settings, request.space, request.directions
         checked = self.app.check(self.task_config, list(request.fixed), space, len(directions), self.config.hydra)
         tracking = checked.tracking
@@ -249,7 +255,7 @@ class OptunaSweeperImpl:
         check_output_folder(Path(str(self.config.hydra.sweep.dir)))
         sampler, pruner = plan.sampler(), plan.pruner()  # their mistakes are refused before the storage exists
         if tracking is not None:  # outside the lock: it takes seconds, and is atomic on its own
-            prepare_tracking_store(tracking.uri, tracking.experiment, key=tracking.key)
+            prepare_tracking_store(tracking.uri, tracking.experiment, key=tracking.key, ahead=ahead)
         storage = plan.storage()
         with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)

@@ -47,10 +47,12 @@ def prepare_mlflow_store(uri: str) -> None:
     path = sqlite_file(uri)
     if path is None or path.exists():
         return
+    create_sqlite_atomically(path, initialize_mlflow_store)
+
+
+def initialize_mlflow_store(url: str) -> None:
+    """MLflow's tables and every migration, in the new SQLite store at ``url``."""
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    def initialize(url: str) -> None:
-        SqlAlchemyStore(url, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
-
-    create_sqlite_atomically(path, initialize)
+    SqlAlchemyStore(url, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
