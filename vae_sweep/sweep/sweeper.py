@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlit
 from vae_sweep.suggestions import unknown_name_line
 from vae_sweep.sweep.apps import App, Tracking, app_for
 from vae_sweep.sweep.background import repeating
+from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.finished import REPORT_ATTR, done_message, report_record
 from vae_sweep.sweep.launchers import (
     JOB_LISTING_LOGGERS,
@@ -295,12 +297,16 @@ class OptunaSweeperImpl:
             name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
         return name
 
+    @functools.cached_property
+    def composer(self) -> TrialComposer:
+        return TrialComposer(self.hydra_context.config_loader, self.config)
+
     def task_config(self, overrides: Sequence[str]) -> DictConfig:
         """The config a trial with ``overrides`` gets, without its ``hydra`` node; Hydra's own
         message (a misspelt key or option with its close match), in one line, when it cannot be
-        composed."""
+        composed. Composed as the workers compose trials: once per combination of choices."""
         try:
-            config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            config = self.composer.compose(list(overrides))
         except Exception as error:  # Hydra's own messages name the override and the allowed options
             raise ConfigError("", f"{' '.join(overrides)}: {unknown_name_line(error) or error}") from None
         with open_dict(config):
