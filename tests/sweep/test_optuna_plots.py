@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from vae_sweep.sweep.plots import (
     DPI,
     MAX_PARALLEL_PARAMS,
+    PLOTS,
     intermediate_values,
     parallel_coordinate,
     parameter_axes,
@@ -141,9 +142,25 @@ def test_a_study_without_a_complete_trial_skips_its_plots_with_a_note_each(tmp_p
     study = optuna.create_study()
     study.tell(study.ask(), state=TrialState.FAIL)
     caplog.set_level(logging.INFO)
-    assert save_plots(study, tmp_path) == []
+    assert save_plots(study, tmp_path, [name for name in PLOTS if name != "pareto_front"]) == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text  # Optuna's "no complete trials"
     assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 4
+
+
+def test_the_default_plots_wait_for_two_completed_trials_but_named_ones_are_drawn(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    single = study_of(3, n_trials=1, curves=False)
+    assert save_plots(single, tmp_path / "default") == []
+    assert not (tmp_path / "default").exists()
+    notes = [r.getMessage() for r in caplog.records if r.name == "vae_sweep.sweep.plots"]
+    assert notes == ["plots skipped: they compare trials, and 1 completed; hydra.sweeper.plots=[NAME,...] draws them"]
+    named = save_plots(single, tmp_path / "named", ["optimization_history"])
+    assert [path.name for path in named] == ["optimization_history.png"]
+    assert [path.name for path in save_plots(study_of(3, n_trials=2, curves=False), tmp_path / "two")] == [
+        "optimization_history.png",
+        "param_importances.png",
+        "parallel_coordinate.png",
+    ]
 
 
 def test_plots_are_written_at_a_readable_resolution_and_a_reasonable_size(tmp_path: Path) -> None:

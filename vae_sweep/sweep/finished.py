@@ -4,12 +4,12 @@ Running a finished sweep's command again is common (a script run twice, the shel
 pipeline that makes sure). Set up in full, it would compose every choice's config, open the
 MLflow store, import torch, launch a worker that finds nothing to claim and write a new
 ``multirun/`` folder with the same results: tens of seconds for nothing. So the sweep's report
-is recorded in the study, with what it answered, and a rerun of the same request finds it there
-first. It is used only while it still holds: the budget asked for is within the study's, no
-trial waits or runs, no trial was added since, and the request is the same one (the sweeper's
-settings other than those that change no trial, the command line's overrides, the config
-search path). Anything else, or a store that cannot be read this way, takes the full path,
-which says what is wrong.
+is recorded in the study, with what it answered, once it is complete (results, plots and the
+MLflow runs all closed), and a rerun of the same request finds it there first. It is used only
+while it still holds: the budget asked for is within the study's, no trial waits or runs, no
+trial was added since, and the request is the same one (the sweeper's settings but the budget,
+``n_jobs`` and ``quiet``; the command line's overrides; the config search path). Anything else,
+or a store that cannot be read this way, takes the full path, which says what is wrong.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from vae_sweep.local_stores import sqlite_file
 from vae_sweep.names import BUDGET_ATTR
 
 REPORT_ATTR = "vae_sweep.report"  # study user attribute: the last complete report and what it answered
-# Settings that change no trial: the budget is compared on its own, the others shape the run only.
-NOT_IN_REQUEST = frozenset({"n_trials", "n_jobs", "quiet", "plots"})
+# Settings that change neither the trials nor the report: the budget is compared on its own.
+NOT_IN_REQUEST = frozenset({"n_trials", "n_jobs", "quiet"})
 
 
 def request_key(settings: Mapping[str, Any], overrides: Sequence[str], searchpath: Sequence[str]) -> str:

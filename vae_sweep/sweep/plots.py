@@ -5,7 +5,8 @@ the size we run: the parallel coordinates show the ``MAX_PARALLEL_PARAMS`` most 
 parameters, named in full, on a figure as wide as their labels need; the intermediate values
 are drawn here, coloured by trial state with one legend entry per state instead of one per
 trial. A plot the study cannot support yet (no trial completed; no intermediate values, as
-when no pruner runs) is skipped with a note instead of an empty figure and Optuna's warning.
+when no pruner runs) is skipped with a note instead of an empty figure and Optuna's warning;
+by default no plot is drawn before two trials completed (nothing to compare yet).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 # Optuna's plot_<name>: the first only for several objectives, the others for one.
 PLOTS = ("pareto_front", "optimization_history", "param_importances", "parallel_coordinate", "intermediate_values")
 DPI = 150  # readable when opened full size, about 50-300 kB a plot
+MIN_COMPARED = 2  # completed trials before the default plots are drawn
 MAX_PARALLEL_PARAMS = 8  # more axes than this cannot be followed by eye; param_importances ranks them all
 LABEL_WIDTH = 12  # characters per line of a parallel-coordinate axis name, broken at its dots
 GAP_IN = 0.3  # inches kept free between the widest label and the next axis
@@ -37,9 +39,17 @@ STATE_COLORS = {TrialState.COMPLETE: "#1f77b4", TrialState.PRUNED: "#ff7f0e", Tr
 
 def save_plots(study: optuna.Study, folder: Path, names: Sequence[str] | None = None) -> list[Path]:
     """Optuna's standard plots as PNGs: ``names`` of them (default: every plot that fits the
-    study's number of objectives); a plot the study cannot support yet is skipped with a note."""
+    study's number of objectives, once it has trials to compare); a plot the study cannot
+    support yet is skipped with a note."""
     multi = len(study.directions) > 1
     if names is None:
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if complete < MIN_COMPARED:  # a smoke run's single point: not worth a second of matplotlib
+            log.info(
+                "plots skipped: they compare trials, and %d completed; hydra.sweeper.plots=[NAME,...] draws them",
+                complete,
+            )
+            return []
         names = ["pareto_front"] if multi else [name for name in PLOTS if name != "pareto_front"]
     if not names:
         return []

@@ -59,7 +59,8 @@ class OptunaSweeperSettings:
     max_failure_rate: float = 1.0
     # Optuna plots saved at the end and logged on the parent run: null draws every one that fits
     # the study (pareto_front for several objectives; else optimization_history,
-    # param_importances, parallel_coordinate, intermediate_values); [] draws none.
+    # param_importances, parallel_coordinate, intermediate_values) once two trials completed;
+    # a list draws those named; [] draws none.
     plots: list[str] | None = None
     # Print only the study's status (every 30 s), warnings (failed trials among them) and the
     # summary, not a line per trial started and finished (hydra.verbose turns loggers up).

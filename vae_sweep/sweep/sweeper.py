@@ -388,7 +388,8 @@ class OptunaSweeperImpl:
         finished = sum(n for state, n in summary["trials"].items() if state in ("COMPLETE", "PRUNED", "FAIL"))
         if finished and summary["trials"].get("FAIL", 0) == finished:
             raise SweepFailed(f"all {finished} trials of study {plan.study_name!r} failed; see failure_reason")
-        study.set_user_attr(REPORT_ATTR, report_record(request, len(study.trials), lines))
+        if experiment is not None or not plan.tracking_uri:  # else a rerun's full path closes the runs left open
+            study.set_user_attr(REPORT_ATTR, report_record(request, len(study.trials), lines))
 
 
 def log_status(plan: SweepPlan, storage: RDBStorage) -> None:
