@@ -16,8 +16,16 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from vae_sweep.bench.report import pruning_section, sampler_section, scaling_section
+from vae_sweep.bench.report import (
+    merged,
+    pruning_section,
+    sampler_section,
+    scaling_section,
+    sections,
+    versus_script_section,
+)
 from vae_sweep.bench.sweeps import read_sweep
+from vae_sweep.bench.versus_script import VersusScript, WholeRun
 from vae_sweep.names import epoch_key
 
 NUMBER = r"-?[\d,]+(\.\d+)?"
@@ -77,3 +85,26 @@ def test_rows_4_to_6_read_a_finished_sweep_and_tabulate_it(finished_study) -> No
     pruned = "\n".join(pruning_section({"none": [result], "median": [result]}))
     assert f"| median | 0 | {result.epochs} | 100% | {result.best:.3f} | +0.00% |" in pruned
     assert f"| random | {result.best:.3f} |" in "\n".join(sampler_section({"random": [result]}))
+
+
+def test_a_run_of_some_rows_keeps_the_other_rows_of_the_previous_page() -> None:
+    previous = "# Performance\n\nold head\n\n## 1. a\n\nold 1\n\n## 3. c\n\nold 3\n\n## 7. g\n\nold 7\n"
+    page = "# Performance\n\nnew head\n\n## 1. a\n\nnew 1\n\n## 8. h\n\nnew 8\n"
+    head, rows = sections(merged(page, previous, {1, 2, 8}))
+    assert "new head" in head and "Rows 3, 7 are kept from the page's previous run" in head
+    assert list(rows) == [1, 3, 7, 8]
+    assert [rows[n].split("\n\n")[1].strip() for n in rows] == ["new 1", "old 3", "old 7", "new 8"]
+    assert merged(page, previous, {1, 2, 3, 7, 8}) == page  # measured again: the new run's alone
+    assert merged(page, None, {1, 2, 8}) == page
+
+
+def test_row_8_judges_each_ratio_of_ours_to_the_script_against_its_target() -> None:
+    run = VersusScript(trials=10, epochs=20, rerun_s=[1.0, 3.0, 2.0])
+    run.one_trial = {"ours": [WholeRun(9.0, 0.5), WholeRun(8.0, 0.5)], "script": [WholeRun(8.0, 0.5)] * 2}
+    run.sweep = {"ours": [WholeRun(30.0, 20.0)] * 2, "script": [WholeRun(36.0, 24.0)] * 2}
+    text = "\n".join(versus_script_section(run))
+    assert "| 1-trial, 1-epoch sweep: wall (s) | 8.50 | 8.00 | 1.06 | <= 1.00 | **no** |" in text
+    assert "| 10 x 20 sweep: wall beyond training (s) | 10.00 | 12.00 | 0.83 | <= 1.00 | **yes** |" in text
+    assert "2.00 s = 0.24 of the\n1-trial sweep (target < 0.33), no new sweep folder. Met: **yes**" in text
+    run.rerun_made_folder = True
+    assert "a new sweep folder written (target: none). Met: **no**" in "\n".join(versus_script_section(run))

@@ -13,7 +13,7 @@ import torch
 
 from vae_sweep.bench.flops import matmul_peak_gflops, training_flops_per_sample
 from vae_sweep.bench.overhead import VARIANTS, measure_overhead
-from vae_sweep.bench.report import Results, render
+from vae_sweep.bench.report import Results, merged, render
 from vae_sweep.bench.scale import data_scaling, long_sweep_rss
 from vae_sweep.bench.sweeps import FULL_SIZES, QUICK_SIZES, parallel_scaling, pruning, sampler_efficiency
 from vae_sweep.bench.trainer import measure_throughput
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             results.long_sweep_rss_mb = long_sweep_rss(LONG_SWEEP_TRIALS)
     if 8 in args.rows:
         results.versus = versus_script(*(QUICK_VERSUS if args.quick else FULL_VERSUS))
-    page = render(results)
+    previous = args.out.read_text() if args.out.is_file() else None
+    page = merged(render(results), previous, args.rows | {1, 2})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     if args.json is not None:

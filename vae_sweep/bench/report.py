@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,3 +365,32 @@ def versus_script_section(run: VersusScript) -> list[str]:
         + ("a new sweep folder written (target: none)" if run.rerun_made_folder else "no new sweep folder")
         + f". Met: **{met(rerun_ratio < RERUN_TARGET and not run.rerun_made_folder)}**.",
     ]
+
+
+def sections(page: str) -> tuple[str, dict[int, str]]:
+    """A page's head (up to its first numbered section) and its sections by row number."""
+    parts = re.split(r"^(?=## \d+\. )", page, flags=re.MULTILINE)
+    numbered = {int(re.match(r"## (\d+)\.", part).group(1)): part for part in parts[1:]}
+    return parts[0], numbered
+
+
+def merged(page: str, previous: str | None, measured: set[int]) -> str:
+    """``page`` with the sections of the ``previous`` page for the rows this run did not measure
+    (``--rows`` runs some), in row order, and a line in its head saying which those are."""
+    if not previous:
+        return page
+    head, new = sections(page)
+    _, old = sections(previous)
+    kept = sorted(set(old) - measured - set(new))
+    if not kept:
+        return page
+    note = f"- Rows {', '.join(map(str, kept))} are kept from the page's previous run (this one did not measure them)\n"
+    rows = {**{number: old[number] for number in kept}, **new}
+    return (
+        head.rstrip("\n")
+        + "\n"
+        + note
+        + "\n"
+        + "".join(rows[number].rstrip("\n") + "\n\n" for number in sorted(rows)).rstrip("\n")
+        + "\n"
+    )
