@@ -14,8 +14,11 @@ import sys
 
 import optuna
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+from torch.utils.flop_counter import FlopCounterMode
 
+from vae_sweep.bench.flops import training_flops_per_sample
 from vae_sweep.bench.report import (
     merged,
     pruning_section,
@@ -25,6 +28,7 @@ from vae_sweep.bench.report import (
     versus_script_section,
 )
 from vae_sweep.bench.sweeps import read_sweep
+from vae_sweep.bench.trainer import run_config
 from vae_sweep.bench.versus_script import VersusScript, WholeRun
 from vae_sweep.names import epoch_key
 
@@ -48,7 +52,10 @@ def test_rows_1_and_2_compare_the_trainer_with_the_plain_loop_and_the_peak(quick
     assert re.search(rf"\| plain loop \(pytorch/examples\) \| {NUMBER} \| {NUMBER} \|", page), page
     assert re.search(rf"\*\*ratio ours / plain\*\* \| {NUMBER} \| \*\*{NUMBER}\*\*", page), page
     assert re.search(rf"\*\*{NUMBER} GFLOP/s\*\*", page), page
-    for side in ("ours", "plain loop"):
+    assert re.search(rf"\| ours, `model=conv` \| {NUMBER} \| {NUMBER} \|", page), page
+    assert re.search(rf"\| plain loop, `ExampleConvVAE` \| {NUMBER} \| {NUMBER} \|", page), page
+    assert page.count("Target: ratio >= 1.05. Met: **") == 2  # the MLP and the conv model
+    for side in ("ours", "plain loop", "ours, conv", "plain loop, conv"):
         assert re.search(rf"\| {side} \| {NUMBER} \| {NUMBER}% \| >= 45% \| (yes|no) \|", page), page
 
 
@@ -108,3 +115,13 @@ def test_row_8_judges_each_ratio_of_ours_to_the_script_against_its_target() -> N
     assert "2.00 s = 0.24 of the\n1-trial sweep (target < 0.33), no new sweep folder. Met: **yes**" in text
     run.rerun_made_folder = True
     assert "a new sweep folder written (target: none). Met: **no**" in "\n".join(versus_script_section(run))
+
+
+@pytest.mark.parametrize("model", ["mlp_400_20", "conv"])
+def test_the_training_flops_are_three_times_what_torch_counts_for_a_forward_pass(model: str) -> None:
+    config = run_config(1000, epochs=1, threads=1, model=model)
+    shape = (1, config.data.side, config.data.side)
+    network = config.model.build(shape).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        network(torch.zeros(1, *shape))
+    assert training_flops_per_sample(network, shape) == 3 * counter.get_total_flops()  # backward is twice forward

@@ -16,12 +16,16 @@ from vae_sweep.bench.overhead import VARIANTS, measure_overhead
 from vae_sweep.bench.report import Results, merged, render
 from vae_sweep.bench.scale import data_scaling, long_sweep_rss
 from vae_sweep.bench.sweeps import FULL_SIZES, QUICK_SIZES, parallel_scaling, pruning, sampler_efficiency
-from vae_sweep.bench.trainer import measure_throughput
+from vae_sweep.bench.trainer import CONV_MODEL, measure_throughput
 from vae_sweep.bench.versus_script import versus_script
+from vae_sweep.train.config import RunConfig
 
 # Rows 1-2: (training samples, epochs per run, repeats); full is MNIST's 60k, quick only checks that it all runs.
 FULL = (60_000, 2, 3)
 QUICK = (3_000, 1, 1)
+# Rows 1-2 for model=conv: (training samples, epochs, repeats); convolutions on a CPU are slow.
+FULL_CONV = (6_000, 1, 3)
+QUICK_CONV = (256, 1, 1)
 # Row 3: (trials per sweep, repeats, variants, epochs per trial); row 7: trials of the long sweep
 # (full runs only).
 FULL_OVERHEAD = (11, 2, tuple(VARIANTS), 20)
@@ -60,6 +64,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def flops_of(config: RunConfig) -> int:
+    shape = (1, config.data.side, config.data.side)
+    return training_flops_per_sample(config.model.build(shape), shape)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -69,13 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     # Rows 1 and 2 share one measurement: the page always has them.
     peak = matmul_peak_gflops(threads=args.threads)
     throughput, config = measure_throughput(n_train=n_train, epochs=epochs, threads=args.threads, repeats=repeats)
+    conv_train, conv_epochs, conv_repeats = QUICK_CONV if args.quick else FULL_CONV
+    conv, conv_config = measure_throughput(
+        n_train=conv_train, epochs=conv_epochs, threads=args.threads, repeats=conv_repeats, model=CONV_MODEL
+    )
     results = Results(
         command=shlex.join(["python", "-m", "vae_sweep.bench", *(sys.argv[1:] if argv is None else argv)]),
         load_before=load_before,
         repeats=repeats,
         throughput=throughput,
-        flops_per_sample=training_flops_per_sample(config.model.build((1, config.data.side, config.data.side))),
+        flops_per_sample=flops_of(config),
         peak_gflops=peak,
+        conv=conv,
+        conv_flops_per_sample=flops_of(conv_config),
     )
     if 3 in args.rows:
         trials, overhead_repeats, variants, trial_epochs = QUICK_OVERHEAD if args.quick else FULL_OVERHEAD

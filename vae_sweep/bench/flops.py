@@ -7,15 +7,36 @@ import time
 import torch
 from torch import nn
 
-# Forward is 2 * in * out per Linear layer and sample; backward (input and weight gradients) twice that.
+# Forward is 2 FLOPs per multiply-accumulate; backward (input and weight gradients) twice that.
 TRAINING_FLOPS_PER_MAC = 6
 
 
-def training_flops_per_sample(model: nn.Module) -> int:
-    """Matmul FLOPs of one forward + backward pass per sample, summed over every ``nn.Linear``
-    (encoder, mu and log-variance heads, decoder). Elementwise work is left out: it is small
-    beside the matmuls, and leaving it out keeps the ratio to the sgemm peak honest."""
-    macs = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+def training_flops_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Matmul and convolution FLOPs of one forward + backward pass per sample: every
+    ``nn.Linear``, ``nn.Conv2d`` and ``nn.ConvTranspose2d`` (encoder, heads, decoder), counted
+    on one dry run of a sample of ``input_shape``. Elementwise work is left out: it is small
+    beside them, and leaving it out keeps the ratio to the sgemm peak honest."""
+    macs = 0
+
+    def count(layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(layer, nn.Linear):
+            macs += output.numel() * layer.in_features
+        elif isinstance(layer, nn.Conv2d):  # each output element: in_channels x kernel
+            macs += output.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+        elif isinstance(layer, nn.ConvTranspose2d):  # each input element spreads over out_channels x kernel
+            kernel = layer.kernel_size[0] * layer.kernel_size[1]
+            macs += inputs[0].numel() * layer.out_channels // layer.groups * kernel
+
+    hooks = [module.register_forward_hook(count) for module in model.modules()]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
     return TRAINING_FLOPS_PER_MAC * macs
 
 

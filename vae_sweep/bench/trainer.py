@@ -8,6 +8,7 @@ training samples per second, excluding data generation and evaluation. The sides
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass, field
 
@@ -15,12 +16,14 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from vae_sweep.bench.baseline import plain_samples_per_sec
+from vae_sweep.bench.baseline import ExampleConvVAE, ExampleVAE, plain_samples_per_sec
 from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.train.config import RunConfig, parse_run_config
+from vae_sweep.train.conv import ConvVAESpec
 from vae_sweep.train.loop import train
 
 MODEL = "mlp_400_20"
+CONV_MODEL = "conv"  # model=conv: two stride-2 convolutions (32, 64 channels), a 32-d latent
 BATCH_SIZE = 128
 WARM_UP_ROWS = 1024  # enough batches to pay the process's one-time costs (first Adam step, kernels)
 VAL_FRACTION = 0.1  # the synthetic data set's defaults, see vae_sweep/conf/data/synthetic.yaml
@@ -51,14 +54,14 @@ def samples_for_training_rows(n_train: int) -> int:
     return n
 
 
-def run_config(n_samples: int, *, epochs: int, threads: int, device: str = "cpu") -> RunConfig:
+def run_config(n_samples: int, *, epochs: int, threads: int, device: str = "cpu", model: str = MODEL) -> RunConfig:
     """Compose the benchmark run the way ``vae-train`` would; validation runs only after the last
     epoch and the test bound uses one sample, since neither is timed and both only cost wall time."""
     overrides = [
         "data=synthetic",
         f"data.n_samples={n_samples}",
         "data.side=28",
-        f"model={MODEL}",
+        f"model={model}",
         "optimizer=adam",
         f"trainer.batch_size={BATCH_SIZE}",
         f"trainer.epochs={epochs}",
@@ -85,8 +88,7 @@ def plain_run(train_split: torch.Tensor, config: RunConfig, threads: int) -> flo
     try:
         return plain_samples_per_sec(
             train_split,
-            hidden=config.model.encoder_hidden[0],
-            latent=config.model.latent_dim,
+            functools.partial(plain_model, config, train_split[0]),
             batch_size=config.trainer.batch_size,
             epochs=config.trainer.epochs,
             seed=config.trainer.seed,
@@ -96,18 +98,27 @@ def plain_run(train_split: torch.Tensor, config: RunConfig, threads: int) -> flo
         torch.set_num_threads(previous)
 
 
-def warm_up(*, threads: int, train_split: torch.Tensor, config: RunConfig) -> None:
+def plain_model(config: RunConfig, sample: torch.Tensor) -> torch.nn.Module:
+    """The plain loop's model with our model's sizes: the conv one for ``model=conv``."""
+    if isinstance(config.model, ConvVAESpec):
+        return ExampleConvVAE(config.model.channels, config.model.latent_dim, sample.shape[-1])
+    return ExampleVAE(sample.numel(), config.model.encoder_hidden[0], config.model.latent_dim)
+
+
+def warm_up(*, threads: int, train_split: torch.Tensor, config: RunConfig, model: str) -> None:
     """Run both sides once, untimed, on a small slice: the first training step in a process pays
     one-time costs (seconds here) that would otherwise land on whichever side happens to go first."""
-    ours_samples_per_sec(run_config(samples_for_training_rows(WARM_UP_ROWS), epochs=1, threads=threads))
+    ours_samples_per_sec(run_config(samples_for_training_rows(WARM_UP_ROWS), epochs=1, threads=threads, model=model))
     plain_run(train_split[:WARM_UP_ROWS], config, threads)
 
 
-def measure_throughput(*, n_train: int, epochs: int, threads: int, repeats: int) -> tuple[ThroughputRun, RunConfig]:
+def measure_throughput(
+    *, n_train: int, epochs: int, threads: int, repeats: int, model: str = MODEL
+) -> tuple[ThroughputRun, RunConfig]:
     """Time both loops ``repeats`` times each, interleaved, on the same ``n_train`` training rows."""
-    config = run_config(samples_for_training_rows(n_train), epochs=epochs, threads=threads)
+    config = run_config(samples_for_training_rows(n_train), epochs=epochs, threads=threads, model=model)
     train_split = config.data.load().train
-    warm_up(threads=threads, train_split=train_split, config=config)
+    warm_up(threads=threads, train_split=train_split, config=config, model=model)
     run = ThroughputRun(n_train=train_split.shape[0], epochs=epochs, threads=threads)
     for repeat in range(repeats):
         ours_first = repeat % 2 == 0
