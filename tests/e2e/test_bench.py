@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from torch.utils.flop_counter import FlopCounterMode
 
 from vae_sweep.bench.flops import training_flops_per_sample
+from vae_sweep.bench.gpu import GpuRun, gpu_section
 from vae_sweep.bench.report import (
     merged,
     pruning_section,
@@ -28,7 +29,7 @@ from vae_sweep.bench.report import (
     versus_script_section,
 )
 from vae_sweep.bench.sweeps import read_sweep
-from vae_sweep.bench.trainer import run_config
+from vae_sweep.bench.trainer import ThroughputRun, run_config
 from vae_sweep.bench.versus_script import VersusScript, WholeRun
 from vae_sweep.names import epoch_key
 
@@ -125,3 +126,15 @@ def test_the_training_flops_are_three_times_what_torch_counts_for_a_forward_pass
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         network(torch.zeros(1, *shape))
     assert training_flops_per_sample(network, shape) == 3 * counter.get_total_flops()  # backward is twice forward
+
+
+def test_row_9_says_when_there_is_no_gpu_and_judges_both_models_when_there_is() -> None:
+    none = "\n".join(gpu_section(GpuRun("2026-12-03", None), {}))
+    assert "Not measured: the machine that ran this benchmark on 2026-12-03 has no GPU" in none
+    runs = {
+        "mlp_400_20": ThroughputRun(60_000, 3, 1, ours=[2e5], plain=[1e5]),
+        "conv": ThroughputRun(60_000, 3, 1, ours=[9e4], plain=[1e5]),
+    }
+    text = "\n".join(gpu_section(GpuRun("2026-12-03", "NVIDIA H200", 5e4, runs), {"mlp_400_20": 4e6, "conv": 2e7}))
+    assert "| mlp_400_20 | 200,000 | 100,000 | 2.00 | yes | 800.0 | 2% | no |" in text
+    assert "| conv | 90,000 | 100,000 | 0.90 | no | 1,800.0 | 4% | no |" in text

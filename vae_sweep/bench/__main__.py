@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from vae_sweep.bench.flops import matmul_peak_gflops, training_flops_per_sample
+from vae_sweep.bench.gpu import measure_gpu
 from vae_sweep.bench.overhead import VARIANTS, measure_overhead
 from vae_sweep.bench.report import Results, merged, render
 from vae_sweep.bench.scale import data_scaling, long_sweep_rss
@@ -37,7 +38,7 @@ QUICK_VERSUS = (2, 1, 1)
 # Digits trains faster, and with a steadier time, on one thread than on two here: the framework's
 # milliseconds stand out of the noise. (A sweep with n_jobs=2 gives each trial one thread too.)
 OVERHEAD_THREADS = 1
-ROWS = (1, 2, 3, 4, 5, 6, 7, 8)
+ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             results.long_sweep_rss_mb = long_sweep_rss(LONG_SWEEP_TRIALS)
     if 8 in args.rows:
         results.versus = versus_script(*(QUICK_VERSUS if args.quick else FULL_VERSUS))
+    if 9 in args.rows:
+        results.gpu = measure_gpu(args.quick)
     previous = args.out.read_text() if args.out.is_file() else None
     page = merged(render(results), previous, args.rows | {1, 2})
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,20 @@ def training_flops_per_sample(model: nn.Module, input_shape: tuple[int, ...]) ->
     return TRAINING_FLOPS_PER_MAC * macs
 
 
+def cuda_matmul_peak_gflops(*, size: int = 8192, repeats: int = 10) -> float:
+    """The GPU's own float32 matmul peak (TF32 as torch's defaults allow it), as the CPU's below."""
+    a, b = torch.rand(size, size, device="cuda"), torch.rand(size, size, device="cuda")
+    out = torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        torch.mm(a, b, out=out)
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
 def matmul_peak_gflops(*, threads: int, size: int = 1024, repeats: int = 10) -> float:
     """Best GFLOP/s of a ``size``^3 float32 ``torch.mm`` on ``threads`` threads: the practical peak
     that the training's achieved rate is compared against (best of ``repeats``, after a warm-up)."""

@@ -13,22 +13,26 @@ from typing import Any
 
 import torch
 
+from vae_sweep.bench.gpu import GpuRun, gpu_section
 from vae_sweep.bench.overhead import PER_EPOCH_WRITES, OverheadRun
 from vae_sweep.bench.scale import EpochProbe
 from vae_sweep.bench.sweeps import SweepResult
+from vae_sweep.bench.targets import (
+    OVERHEAD_TARGET_FRACTION,
+    OVERHEAD_TARGET_MS,
+    PEAK_FRACTION_TARGET,
+    PRUNING_BEST_TOLERANCE,
+    PRUNING_EPOCH_FRACTION,
+    RERUN_TARGET,
+    SCALING_TARGET,
+    THROUGHPUT_TARGET,
+    VERSUS_SCRIPT_TARGET,
+    met,
+    verdict,
+)
 from vae_sweep.bench.timed_sweep import TRAINING
-from vae_sweep.bench.trainer import BATCH_SIZE, MODEL, ThroughputRun
+from vae_sweep.bench.trainer import BATCH_SIZE, CONV_MODEL, MODEL, ThroughputRun
 from vae_sweep.bench.versus_script import VersusScript
-
-THROUGHPUT_TARGET = 1.05  # ours / plain samples per second
-PEAK_FRACTION_TARGET = 0.45  # achieved training GFLOP/s / sgemm GFLOP/s
-OVERHEAD_TARGET_FRACTION = 0.05  # per-trial framework time / bare training time
-OVERHEAD_TARGET_MS = 130
-SCALING_TARGET = 1.8  # trials/hour with two workers / with one
-PRUNING_BEST_TOLERANCE = 0.005  # best value with pruning within 0.5% of the best without
-PRUNING_EPOCH_FRACTION = 0.5  # ... having trained at most half the epochs
-VERSUS_SCRIPT_TARGET = 1.0  # ours / the hand-written script: wall time of a 1-trial sweep, and beyond training
-RERUN_TARGET = 1 / 3  # a finished study's rerun / a 1-trial sweep
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Results:
     versus: VersusScript | None = None
     conv: ThroughputRun | None = None  # rows 1-2 for model=conv
     conv_flops_per_sample: int = 0
+    gpu: GpuRun | None = None
 
     def gflops(self, samples_per_sec: float) -> float:
         return self.flops_per_sample * samples_per_sec / 1e9
@@ -77,6 +82,7 @@ class Results:
             "versus_script": dataclasses.asdict(self.versus) if self.versus else None,
             "conv": dataclasses.asdict(self.conv) if self.conv else None,
             "conv_flops_per_sample": self.conv_flops_per_sample,
+            "gpu": dataclasses.asdict(self.gpu) if self.gpu else None,
         }
 
 
@@ -96,14 +102,6 @@ def machine() -> dict[str, Any]:
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch": torch.__version__,
     }
-
-
-def verdict(value: float, target: float) -> str:
-    return "yes" if value >= target else "no"
-
-
-def met(condition: bool) -> str:
-    return "yes" if condition else "no"
 
 
 def render(results: Results) -> str:
@@ -187,6 +185,11 @@ def render(results: Results) -> str:
     ):
         if data:
             lines += ["", *section(data)]
+    if results.gpu:
+        lines += [
+            "",
+            *gpu_section(results.gpu, {MODEL: results.flops_per_sample, CONV_MODEL: results.conv_flops_per_sample}),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -105,20 +105,21 @@ def plain_model(config: RunConfig, sample: torch.Tensor) -> torch.nn.Module:
     return ExampleVAE(sample.numel(), config.model.encoder_hidden[0], config.model.latent_dim)
 
 
-def warm_up(*, threads: int, train_split: torch.Tensor, config: RunConfig, model: str) -> None:
+def warm_up(*, threads: int, train_split: torch.Tensor, config: RunConfig, model: str, device: str) -> None:
     """Run both sides once, untimed, on a small slice: the first training step in a process pays
     one-time costs (seconds here) that would otherwise land on whichever side happens to go first."""
-    ours_samples_per_sec(run_config(samples_for_training_rows(WARM_UP_ROWS), epochs=1, threads=threads, model=model))
+    rows = samples_for_training_rows(WARM_UP_ROWS)
+    ours_samples_per_sec(run_config(rows, epochs=1, threads=threads, model=model, device=device))
     plain_run(train_split[:WARM_UP_ROWS], config, threads)
 
 
 def measure_throughput(
-    *, n_train: int, epochs: int, threads: int, repeats: int, model: str = MODEL
+    *, n_train: int, epochs: int, threads: int, repeats: int, model: str = MODEL, device: str = "cpu"
 ) -> tuple[ThroughputRun, RunConfig]:
     """Time both loops ``repeats`` times each, interleaved, on the same ``n_train`` training rows."""
-    config = run_config(samples_for_training_rows(n_train), epochs=epochs, threads=threads, model=model)
+    config = run_config(samples_for_training_rows(n_train), epochs=epochs, threads=threads, model=model, device=device)
     train_split = config.data.load().train
-    warm_up(threads=threads, train_split=train_split, config=config, model=model)
+    warm_up(threads=threads, train_split=train_split, config=config, model=model, device=device)
     run = ThroughputRun(n_train=train_split.shape[0], epochs=epochs, threads=threads)
     for repeat in range(repeats):
         ours_first = repeat % 2 == 0
