@@ -278,7 +278,7 @@ def pruning_section(results: dict[str, list[SweepResult]]) -> list[str]:
         "",
         f"The `techniques` study as shipped (TPE, {baseline[0].trials} trials, one worker), once per",
         "pruner and sampler seed. Epochs are counted from each trial's MLflow curve, pruned and failed trials",
-        "included. The median pruner is the study's (5 startup trials, 5 warm-up epochs); Hyperband runs with",
+        "included. The median pruner is the study's (3 start-up trials, 5 warm-up epochs); Hyperband runs with",
         "min_resource 2 and reduction_factor 3.",
         "",
         "| pruner | seed | epochs trained | of no pruning | best val_loss | vs no pruning | states | target met |",
