@@ -22,7 +22,9 @@ def test_the_conv_study_sweeps_conv_techniques_on_28x28_images(tmp_path, monkeyp
     assert swept.code == 0, swept.text[-3000:]
     assert "Study 'conv': 4 trials" in swept.out
     study = optuna.load_study(study_name="conv", storage=f"sqlite:///{tmp_path}/optuna.db")
-    assert {trial.state.name for trial in study.trials} <= {"COMPLETE", "PRUNED"}
+    # momentum's lr reaches 0.1, which a tiny net can diverge on: such a trial is a FAIL with its reason
+    assert {trial.state.name for trial in study.trials} <= {"COMPLETE", "PRUNED", "FAIL"}
+    assert any(trial.state.name == "COMPLETE" for trial in study.trials)
     assert len({trial.params["model.activation"] for trial in study.trials}) > 1  # techniques differ
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -37,6 +39,9 @@ def test_the_conv_study_sweeps_conv_techniques_on_28x28_images(tmp_path, monkeyp
         assert run.data.params["data.side"] == "28"
         assert run.data.tags["technique.activation"] == trial.params["model.activation"]
         assert run.data.tags["technique.optimizer"] == trial.params["optimizer"]
+        if trial.state.name == "FAIL":
+            assert run.info.status == "FAILED"
+            assert run.data.tags["failure_reason"] == trial.user_attrs["failure_reason"] == "nan_loss"
         if trial.state.name == "COMPLETE":
             assert run.data.metrics["test_bpd"] > 0
             artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}

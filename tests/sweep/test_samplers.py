@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from vae_sweep.errors import ConfigError
+from vae_sweep.sweep.plan import trial_seed
 from vae_sweep.sweep.samplers_and_pruners import SAMPLERS, make_sampler, pruner_choice, sampler_choice
 from vae_sweep.sweep.space import parse_search_space
 from vae_sweep.sweep.worker import Outcome, TrialWorker, tell
@@ -50,6 +51,25 @@ def test_every_listed_sampler_runs_our_search_space_past_its_start_up_trials(nam
     assert all(("optimizer.momentum" in t.params) == (t.params["optimizer"] == "momentum") for t in trials)
     if name == "grid":  # every combination once
         assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+
+
+def random_draws(seed: int, n_trials: int = 6) -> list[dict]:
+    """A study's first trials, each sampled with the seed a worker gives trial N (``SweepPlan.sampler``)."""
+    study = optuna.create_study()
+    draws = []
+    for number in range(n_trials):
+        study.sampler = make_sampler("random", trial_seed(seed, number), {}, SPACE)
+        trial = study.ask()
+        draws.append(SPACE.sample(trial))
+        study.tell(trial, loss(draws[-1]))
+    return draws
+
+
+def test_studies_of_other_seeds_draw_other_trials_and_a_seed_draws_the_same_ones_again() -> None:
+    # seed + N made seed 1's trial N seed 0's trial N + 1: every seed of random search found the same best
+    seed_0, seed_1 = random_draws(0), random_draws(1)
+    assert random_draws(0) == seed_0
+    assert not [draw for draw in seed_1 if draw in seed_0]
 
 
 class BrokenSampler(optuna.samplers.RandomSampler):
