@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 
+import optuna
 import pytest
 from helpers.in_process import run_here
 from helpers.run_if import needs_vae_train
@@ -12,7 +13,7 @@ from helpers.sweep_processes import run, sweep_command
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from vae_sweep.sweep.progress import eta_s, progress_line
+from vae_sweep.sweep.progress import StudyProgress, eta_s, progress_line
 
 START = datetime.datetime(2026, 12, 1, 12, 0, 0)
 
@@ -39,6 +40,28 @@ def test_the_eta_is_the_median_duration_times_the_trials_left_over_the_workers()
     assert eta_s(trials[:3], parallel=2) == 0.0  # nothing left
     line = progress_line(trials, also_working=1)  # the one running, and a worker between trials
     assert line == "3/9 done (2 COMPLETE, 1 PRUNED), 1 running, ETA 30s"
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_the_best_so_far_from_one_read_of_the_trials_is_optunas_best_trial(direction: str) -> None:
+    study = optuna.create_study(direction=direction)
+    assert StudyProgress.read(study).best_line() == "-"
+    for value, state in [(3.0, "COMPLETE"), (1.0, "PRUNED"), (2.0, "COMPLETE"), (None, "FAIL"), (4.0, "COMPLETE")]:
+        trial = study.ask()
+        study.tell(trial, value if state != "PRUNED" else None, state=getattr(TrialState, state))
+    progress = StudyProgress.read(study)
+    assert progress.best().number == study.best_trial.number == (2 if direction == "minimize" else 4)
+    assert progress.best_line() == f"{study.best_value:.4f} (trial {study.best_trial.number})"
+    assert progress.counts() == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1}
+
+
+def test_a_multi_objective_studys_best_so_far_is_its_pareto_front() -> None:
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    for values in [(1.0, 3.0), (3.0, 1.0), (4.0, 4.0)]:
+        study.tell(study.ask(), values)
+    progress = StudyProgress.read(study)
+    assert progress.best() is None  # no single best: the parent run records none
+    assert progress.best_line() == f"{len(study.best_trials)} on the Pareto front" == "2 on the Pareto front"
 
 
 @pytest.mark.slow

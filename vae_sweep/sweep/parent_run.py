@@ -34,6 +34,7 @@ from vae_sweep.names import (
     WORKER_DIED,
 )
 from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.progress import StudyProgress
 from vae_sweep.sweep.trial_runs import closing_status, trial_value_metrics
 from vae_sweep.track.run import PARAMS_PER_BATCH, TRACKING_ERRORS, client_for, experiment_id
 from vae_sweep.track.stores import check_reachable
@@ -101,15 +102,14 @@ def tracking_client(uri: str) -> MlflowClient:
     return client_for(uri)
 
 
-def record_progress(client: MlflowClient, parent_run_id: str, study: optuna.Study) -> None:
+def record_progress(client: MlflowClient, parent_run_id: str, progress: StudyProgress) -> None:
     """After each finished trial: best value so far and the best trial's ids. The step is the
     number of finished trials (trials finish out of order when several run at once)."""
     metrics, tags = [], []
-    counts = state_counts(study)
+    counts = progress.counts()
     step = sum(counts.values())
     now = int(time.time() * 1000)
-    if counts["COMPLETE"] and len(study.directions) == 1:
-        best = study.best_trial
+    if best := progress.best():
         metrics.append(Metric("best_value", float(best.value), now, step))
         tags += [RunTag(BEST_TRIAL_TAG, str(best.number))]
         tags += [RunTag(f"best.params.{k}", str(v)) for k, v in best.params.items()]
@@ -117,15 +117,6 @@ def record_progress(client: MlflowClient, parent_run_id: str, study: optuna.Stud
             tags.append(RunTag(BEST_RUN_TAG, best.user_attrs[RUN_ID_ATTR]))
     metrics += [Metric(f"trials_{state.lower()}", float(n), now, step) for state, n in counts.items()]
     client.log_batch(parent_run_id, metrics=metrics, tags=tags)
-
-
-def state_counts(study: optuna.Study) -> dict[str, int]:
-    """Finished trials by state, zeros included."""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    counts = {state.name: 0 for state in states}
-    for trial in study.get_trials(deepcopy=False, states=states):
-        counts[trial.state.name] += 1
-    return counts
 
 
 def finish_parent_run(

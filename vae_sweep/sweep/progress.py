@@ -10,10 +10,50 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 STATUS_INTERVAL_S = 30.0
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """A study's trials, read once when a trial ends: its progress line, the best so far and
+    the parent run's counts all come from this one read. (``study.best_trial``, ``best_value``
+    and ``get_trials`` each read the storage again, every trial of a large study each time.)"""
+
+    study: optuna.Study
+    directions: tuple[StudyDirection, ...]
+    trials: Sequence[FrozenTrial]
+
+    @classmethod
+    def read(cls, study: optuna.Study) -> StudyProgress:
+        return cls(study, tuple(study.directions), study.get_trials(deepcopy=False))
+
+    def counts(self) -> dict[str, int]:
+        """Finished trials by state, zeros included."""
+        states = Counter(t.state for t in self.trials)
+        return {state.name: states[state] for state in FINISHED}
+
+    def best(self) -> FrozenTrial | None:
+        """The best complete trial of a single-objective study (the first of equals), else None."""
+        complete = [t for t in self.trials if t.state is TrialState.COMPLETE]
+        if not complete or len(self.directions) > 1:
+            return None
+        pick = max if self.directions[0] is StudyDirection.MAXIMIZE else min
+        return pick(complete, key=lambda trial: trial.value)
+
+    def best_line(self) -> str:
+        """``24.5512 (trial 7)``, ``3 on the Pareto front`` or ``-``."""
+        if len(self.directions) > 1:
+            pareto = self.study.best_trials if self.counts()["COMPLETE"] else []
+            return f"{len(pareto)} on the Pareto front" if pareto else "-"
+        best = self.best()
+        return f"{best.value:.4f} (trial {best.number})" if best else "-"
 
 
 def duration_s(trial: FrozenTrial) -> float | None:
@@ -39,8 +79,7 @@ def progress_line(trials: Sequence[FrozenTrial], *, also_working: int = 0) -> st
     """``12/30 done (8 COMPLETE, 3 PRUNED, 1 FAIL), 2 running, ETA 1m05s``; the ETA counts the
     trials running and ``also_working`` workers between two trials (one that just finished)."""
     states = Counter(t.state for t in trials)
-    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    finished = [(state, n) for state in ended if (n := states[state])]
+    finished = [(state, n) for state in FINISHED if (n := states[state])]
     line = f"{sum(n for _, n in finished)}/{len(trials)} done"
     if finished:
         line += f" ({', '.join(f'{n} {state.name}' for state, n in finished)})"

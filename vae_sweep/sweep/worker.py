@@ -40,7 +40,7 @@ from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
 from vae_sweep.sweep.plan import SweepPlan
-from vae_sweep.sweep.progress import duration_s, format_duration, progress_line
+from vae_sweep.sweep.progress import StudyProgress, duration_s, format_duration, progress_line
 from vae_sweep.sweep.study import claim_trial, fail_dead_trials, fail_stale_trials, heartbeat, owner_of
 from vae_sweep.sweep.verbosity import detail_level, quieted
 
@@ -278,23 +278,26 @@ class TrialWorker:
         """One progress line (the trial's own duration, the study's progress and ETA), a warning
         for a failure but an interrupted one; the trial's state and the best so far onto MLflow."""
         number = frozen.number
-        best = best_summary(study)
+        progress = StudyProgress.read(study)
         value = ", ".join(f"{v:.4f}" for v in outcome.values) if outcome.values else outcome.reason or "-"
         took = format_duration(duration_s(frozen) or 0.0)
-        status = progress_line(study.get_trials(deepcopy=False), also_working=1)  # this worker goes on too
+        status = progress_line(progress.trials, also_working=1)  # this worker goes on too
         failed = outcome.state is TrialState.FAIL and outcome.reason != INTERRUPTED
         level = logging.WARNING if failed else detail_level(self.quiet)
+        best = progress.best_line()
         log.log(level, "trial %d %s in %s: %s | best %s | %s", number, outcome.state.name, took, value, best, status)
         if self.plan.tracking_uri is None:
             return
         from vae_sweep.track.run import TRACKING_ERRORS
 
         try:
-            self.record_in_mlflow(study, frozen, outcome)
+            self.record_in_mlflow(study, frozen, outcome, progress)
         except (ConfigError, *TRACKING_ERRORS) as error:  # the trial itself is safe in Optuna
             log.warning("could not record trial %d's state and the study's progress in MLflow: %s", number, error)
 
-    def record_in_mlflow(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
+    def record_in_mlflow(
+        self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome, progress: StudyProgress
+    ) -> None:
         """The trial's state (and failure reason) as tags of its run, which a failed trial's run
         must not be left open with; the study's progress on the parent run."""
         from mlflow.entities import RunTag
@@ -314,7 +317,7 @@ class TrialWorker:
             if frozen.state is TrialState.FAIL and client.get_run(run_id).info.status in ("RUNNING", "FINISHED"):
                 client.set_terminated(run_id, "KILLED" if outcome.reason == INTERRUPTED else "FAILED")
         if self.plan.parent_run_id:
-            record_progress(client, self.plan.parent_run_id, study)
+            record_progress(client, self.plan.parent_run_id, progress)
 
 
 def continued_elsewhere(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> bool:
@@ -339,14 +342,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         # study.optimize(); the trial itself is already stored as finished.
         if "Study.stop" not in str(error):
             raise
-
-
-def best_summary(study: optuna.Study) -> str:
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return "-"
-    if len(study.directions) > 1:
-        return f"{len(study.best_trials)} on the Pareto front"
-    return f"{study.best_value:.4f} (trial {study.best_trial.number})"
 
 
 def failure_rate_exceeded(study: optuna.Study, max_rate: float) -> bool:
