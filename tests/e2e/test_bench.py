@@ -92,6 +92,7 @@ def test_rows_4_to_6_read_a_finished_sweep_and_tabulate_it(finished_study) -> No
     assert f"Speed-up {speed_up:.2f}x" in "\n".join(scaling_section({1: result, 2: result}))
     pruned = "\n".join(pruning_section({"none": [result], "median": [result]}))
     assert f"| median | 0 | {result.epochs} | 100% | {result.best:.3f} | +0.00% |" in pruned
+    assert "The study's pruner is median (n_startup_trials=" in pruned  # read from studies/techniques.yaml
     assert f"| random | {result.best:.3f} |" in "\n".join(sampler_section({"random": [result]}))
 
 

@@ -25,7 +25,7 @@ from vae_sweep.train.config import RunConfig
 FULL = (60_000, 2, 3)
 QUICK = (3_000, 1, 1)
 # Rows 1-2 for model=conv: (training samples, epochs, repeats); convolutions on a CPU are slow.
-FULL_CONV = (6_000, 1, 3)
+FULL_CONV = (6_000, 1, 5)
 QUICK_CONV = (256, 1, 1)
 # Row 3: (trials per sweep, repeats, variants, epochs per trial); row 7: trials of the long sweep
 # (full runs only).

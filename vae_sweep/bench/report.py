@@ -16,7 +16,7 @@ import torch
 from vae_sweep.bench.gpu import GpuRun, gpu_section
 from vae_sweep.bench.overhead import PER_EPOCH_WRITES, OverheadRun
 from vae_sweep.bench.scale import EpochProbe
-from vae_sweep.bench.sweeps import SweepResult
+from vae_sweep.bench.sweeps import SweepResult, study_pruner
 from vae_sweep.bench.targets import (
     OVERHEAD_TARGET_FRACTION,
     OVERHEAD_TARGET_MS,
@@ -278,7 +278,7 @@ def pruning_section(results: dict[str, list[SweepResult]]) -> list[str]:
         "",
         f"The `techniques` study as shipped (TPE, {baseline[0].trials} trials, one worker), once per",
         "pruner and sampler seed. Epochs are counted from each trial's MLflow curve, pruned and failed trials",
-        "included. The median pruner is the study's (3 start-up trials, 5 warm-up epochs); Hyperband runs with",
+        f"included. The study's pruner is {study_pruner()}; Hyperband runs with",
         "min_resource 2 and reduction_factor 3.",
         "",
         "| pruner | seed | epochs trained | of no pruning | best val_loss | vs no pruning | states | target met |",

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import optuna
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from vae_sweep.names import RUN_ID_ATTR
 from vae_sweep.track.history import metric_history
@@ -152,6 +154,13 @@ PRUNERS = {
         "+hydra.sweeper.pruner.options.reduction_factor=3",
     ],
 }
+
+
+def study_pruner(study: str = "techniques") -> str:
+    """The pruner ``study``'s file ships, as the row's text names it: ``median (n_startup_trials=3, ...)``."""
+    pruner = OmegaConf.load(files("vae_sweep.conf").joinpath("study", f"{study}.yaml")).hydra.sweeper.pruner
+    options = ", ".join(f"{key}={value}" for key, value in pruner.get("options", {}).items())
+    return f"{pruner.name} ({options})" if options else str(pruner.name)
 
 
 def pruning(sizes: Sizes) -> dict[str, list[SweepResult]]:
