@@ -75,11 +75,13 @@ FINAL_METRICS = (
     "active_units",  # latent dims whose posterior mean varies over the test set (Cov > 0.01)
     "samples_per_sec",
     "train_seconds",
+    "epochs_trained",  # fewer than trainer.epochs when early stopping ended the run
+    "test_epoch",  # the epoch whose weights the test metrics measure: the last, or with restore_best the best
 )
 
 # Final metrics added after runs were first logged: an older run lacks them, and reproducing it
 # compares the metrics both runs have.
-NEWER_FINAL_METRICS = ("test_bpd",)
+NEWER_FINAL_METRICS = ("test_bpd", "epochs_trained", "test_epoch")
 
 OBJECTIVES = EPOCH_METRICS[:6] + FINAL_METRICS[:6]
 

@@ -77,6 +77,9 @@ def test_a_saved_plain_config_parses_the_same(compose_config: Compose) -> None:
         ("regularization.beta=-0.5", "regularization.beta", "-0.5"),
         ("data.binarize=sometimes", "data.binarize", "sometimes"),
         ("trainer.device=tpu", "trainer.device", "tpu"),
+        ("trainer.patience=0", "trainer.patience", "0"),
+        ("trainer.min_delta=-0.1", "trainer.min_delta", "-0.1"),
+        ("trainer.monitor=val_los", "trainer.monitor", "did you mean val_loss?"),
     ],
 )
 def test_bad_value_names_its_key(override: str, key: str, shown: str, compose_config: Compose) -> None:

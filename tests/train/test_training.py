@@ -15,9 +15,12 @@ from torch import nn
 
 from vae_sweep.errors import TrainingDiverged
 from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS
+from vae_sweep.train.best_epoch import BestEpoch
+from vae_sweep.train.checkpoint import fingerprint, load_checkpoint
 from vae_sweep.train.config import RunConfig, parse_run_config
 from vae_sweep.train.data import Binarize
 from vae_sweep.train.loop import TrainResult, train
+from vae_sweep.train.progress import run_summary
 from vae_sweep.train.models import Activation, Likelihood, Normalization
 from vae_sweep.train.schedules import Constant, Exponential, LRSchedule, OneCycle, Plateau, SchedulerSpec
 
@@ -422,3 +425,56 @@ def test_beta_follows_the_cyclical_schedule(tiny_config: MakeConfig) -> None:
 def test_beta_is_constant_without_annealing(tiny_config: MakeConfig) -> None:
     config = tiny_config("regularization=beta_vae", "trainer.epochs=2")
     assert [entry["beta"] for entry in train(config).history] == [4.0, 4.0]
+
+
+# --- early stopping and the best epoch ---------------------------------------------------------
+
+# A min_delta no loss can beat: only the first check counts as an improvement, so the best
+# epoch is the first one measured, and patience p stops training p checks later.
+NO_IMPROVEMENT = "trainer.min_delta=1e9"
+
+
+def test_the_best_epoch_needs_an_improvement_beyond_min_delta_and_patience_counts_checks() -> None:
+    best = BestEpoch("val_loss", patience=2, min_delta=0.1, keep_weights=False)
+    values = [5.0, 4.0, None, 4.5, 3.95, 4.2]  # None: an epoch without validation
+    stops = [best.update(epoch, {} if v is None else {"val_loss": v}) for epoch, v in enumerate(values, start=1)]
+    assert stops == [False, False, False, False, True, True]  # 4.5, then 3.95 (not 0.1 below 4.0)
+    assert (best.epoch, best.value) == (2, 4.0)
+
+
+def test_early_stopping_ends_training_after_patience_checks_without_improvement(tiny_config: MakeConfig) -> None:
+    stopped = train(tiny_config("trainer.epochs=5", "trainer.patience=2", NO_IMPROVEMENT))
+    assert len(stopped.history) == 3
+    assert stopped.metrics["epochs_trained"] == stopped.metrics["test_epoch"] == 3
+    assert stopped.metrics["val_loss"] == stopped.history[-1]["val_loss"]
+    # with validation every second epoch, patience counts validations: epochs 2 and 4
+    sparse = train(tiny_config("trainer.epochs=6", "trainer.eval_every=2", "trainer.patience=1", NO_IMPROVEMENT))
+    assert len(sparse.history) == 4
+    assert train(tiny_config("trainer.epochs=3")).metrics["epochs_trained"] == 3  # off by default
+
+
+def test_restore_best_tests_and_returns_the_best_epochs_weights(tiny_config: MakeConfig) -> None:
+    result = train(tiny_config("trainer.epochs=3", "trainer.restore_best=true", NO_IMPROVEMENT))
+    one_epoch = train(tiny_config("trainer.epochs=1"))
+    assert (result.metrics["epochs_trained"], result.metrics["test_epoch"]) == (3, 1)
+    assert result.metrics["val_loss"] == result.history[0]["val_loss"] != result.history[-1]["val_loss"]
+    for name, tensor in one_epoch.model.state_dict().items():
+        assert torch.equal(result.model.state_dict()[name], tensor), name
+
+
+def test_a_resumed_run_keeps_the_best_epochs_weights_from_its_checkpoint(tiny_config: MakeConfig, tmp_path) -> None:
+    config = tiny_config("trainer.epochs=3", "trainer.restore_best=true", "trainer.checkpoint_every=1", NO_IMPROVEMENT)
+    whole = train(config, checkpoint=tmp_path / "checkpoint.pt")  # the last checkpoint: after epoch 2
+    state, why = load_checkpoint(tmp_path / "checkpoint.pt", fingerprint(config))
+    assert state is not None and state.epoch == 2, why
+    resumed = train(config, resume=state)
+    assert resumed.metrics["test_epoch"] == 1
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+def test_a_single_runs_summary_names_the_epoch_its_weights_come_from_when_not_the_last(tiny_config: MakeConfig) -> None:
+    best = train(tiny_config("trainer.epochs=3", "trainer.restore_best=true", NO_IMPROVEMENT)).metrics
+    last = train(tiny_config("trainer.epochs=3")).metrics
+    assert "Weights:   epoch 1's, the best of 3 trained (trainer.restore_best)" in run_summary(best, {}, "r", "ui")
+    assert "Weights:" not in run_summary(last, {}, "r", "ui")

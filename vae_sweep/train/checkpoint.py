@@ -2,8 +2,9 @@
 
 Model, optimizer and learning-rate schedule, every random number generator the loop draws from
 (torch's global one, the batch-order generator, CUDA's, numpy's and Python's), the epochs'
-metrics so far and the training time. With ``trainer.deterministic=true`` on the CPU, a run
-resumed from epoch k ends with the same metrics and weights as one that never stopped.
+metrics so far, the training time, and with ``trainer.restore_best`` the best epoch's weights.
+With ``trainer.deterministic=true`` on the CPU, a run resumed from epoch k ends with the same
+metrics and weights as one that never stopped.
 
 A checkpoint is written to a temporary file and renamed into place, so a kill mid-write leaves
 the previous checkpoint whole. It loads with ``torch.load(weights_only=True)``: tensors,
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from vae_sweep.train.best_epoch import BestEpoch
 
 FORMAT_VERSION = 1
 
@@ -42,13 +45,20 @@ class Checkpoint:
     state: dict[str, Any]
 
     def restore(
-        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: Any,
+        generator: torch.Generator,
+        best: BestEpoch,
     ) -> None:
         model.load_state_dict(self.state["model"])
         optimizer.load_state_dict(self.state["optimizer"])
         schedule.load_state_dict(self.state["schedule"])
         generator.set_state(self.state["rng"]["generator"])
         set_rng_states(self.state["rng"])
+        best.replay(self.history)
+        best.restore(self.state.get("best", {}))
 
 
 def save_checkpoint(
@@ -62,6 +72,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     schedule: Any,
     generator: torch.Generator,
+    best: BestEpoch,
 ) -> None:
     state = {
         "format": FORMAT_VERSION,
@@ -73,6 +84,7 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "rng": {"generator": generator.get_state(), **rng_states()},
+        "best": best.state(),  # the best epoch's weights, with restore_best
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")

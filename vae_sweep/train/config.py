@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from vae_sweep.errors import ConfigError, require
 from vae_sweep.names import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI, OBJECTIVES
 from vae_sweep.suggestions import did_you_mean
+from vae_sweep.train.best_epoch import MONITORS
 from vae_sweep.train.data import DataSpec
 from vae_sweep.train.extensions import load_extensions
 from vae_sweep.train.models import ModelSpec
@@ -67,9 +68,28 @@ class TrainerSpec:
     # A single run's per-epoch progress: auto (a bar on a terminal, else a line per epoch, none in
     # a multirun's log), bar, lines or off. Our sweeper's trials print one line each instead.
     progress: str = "auto"
+    # Early stopping: training ends once ``monitor`` (a per-epoch loss) has not improved by more
+    # than ``min_delta`` for ``patience`` checks in a row (null: never).
+    patience: int | None = None
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+    # Test metrics, pictures and logged weights from the epoch where ``monitor`` was best, not the
+    # last one; the run's metrics are then that epoch's, and ``test_epoch`` says which it was.
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(
+            self.patience is None or self.patience >= 1,
+            "patience",
+            f"must be >= 1 (checks without improvement) or null (no early stopping), got {self.patience}",
+        )
+        require(self.min_delta >= 0, "min_delta", f"must be >= 0, got {self.min_delta}")
+        require(
+            self.monitor in MONITORS,
+            "monitor",
+            f"must be one of {', '.join(MONITORS)}, got {self.monitor!r}{did_you_mean(self.monitor, MONITORS)}",
+        )
         require(
             self.progress in PROGRESS,
             "progress",

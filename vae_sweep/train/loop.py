@@ -9,6 +9,7 @@ so there is no host sync per step.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from vae_sweep.errors import TrainingDiverged
+from vae_sweep.train.best_epoch import BestEpoch
 from vae_sweep.train.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from vae_sweep.train.config import RunConfig, TrainerSpec
 from vae_sweep.train.data import DataSplits
@@ -36,6 +38,8 @@ from vae_sweep.train.losses import (
 from vae_sweep.train.models import VAEModule, check_model
 from vae_sweep.train.precision import Precision
 from vae_sweep.train.schedules import LRSchedule
+
+log = logging.getLogger(__name__)
 
 # Burda et al. (2015), "Importance Weighted Autoencoders", section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -113,8 +117,9 @@ def train(
         history: list[dict[str, float]] = []
         train_time = 0.0
         first_epoch = 1
+        best = BestEpoch(trainer.monitor, trainer.patience, trainer.min_delta, keep_weights=trainer.restore_best)
         if resume is not None:
-            resume.restore(model, optimizer, schedule, generator)
+            resume.restore(model, optimizer, schedule, generator, best)
             history, train_time, first_epoch = list(resume.history), resume.train_time, resume.epoch + 1
             for callback in callbacks:
                 if hasattr(callback, "on_resume"):
@@ -138,7 +143,8 @@ def train(
             history.append(metrics)
             for callback in callbacks:
                 callback.on_epoch_end(epoch, metrics)
-            if checkpoint is not None and checkpoint_due(trainer, epoch):
+            stop = best.update(epoch, metrics, model)
+            if checkpoint is not None and checkpoint_due(trainer, epoch) and not stop:
                 save_checkpoint(
                     checkpoint,
                     config_fingerprint=config_fingerprint,
@@ -149,18 +155,28 @@ def train(
                     optimizer=optimizer,
                     schedule=schedule,
                     generator=generator,
+                    best=best,
                 )
                 for callback in callbacks:
                     if hasattr(callback, "on_checkpoint"):
                         callback.on_checkpoint(epoch, checkpoint)
+            if stop:
+                log.info("early stop after epoch %d: %s", epoch, best.why_stopped())
+                break
         train_seconds = time.perf_counter() - started
+        tested = len(history)  # the last epoch trained, or with restore_best the best one
+        if best.weights is not None:
+            model.load_state_dict(best.weights)
+            tested = best.epoch
         final = test_metrics(model, data.test, trainer.iwae_samples)
-        check_finite(final, trainer.epochs)
+        check_finite(final, tested)
         final["test_bpd"] = bits_per_dim(final["test_iwae"], data.input_dim, model.likelihood)
-        final["samples_per_sec"] = n_train * trainer.epochs / train_time
+        final["samples_per_sec"] = n_train * len(history) / train_time
         final["train_seconds"] = train_seconds
+        final["epochs_trained"] = float(len(history))
+        final["test_epoch"] = float(tested)
         return TrainResult(
-            metrics={**history[-1], **final},
+            metrics={**history[tested - 1], **final},
             history=history,
             model=model,
             image_shape=data.image_shape,

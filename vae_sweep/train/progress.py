@@ -76,5 +76,8 @@ def run_summary(metrics: Mapping[str, float], objectives: Mapping[str, float], r
         f" | iwae {metrics['test_iwae']:.2f} | {metrics['test_bpd']:.2f} bits/dim"
         f" | {int(metrics['active_units'])} active units"
     )
+    trained, tested = metrics.get("epochs_trained"), metrics.get("test_epoch")
+    if tested is not None and tested != trained:
+        lines.append(f"Weights:   epoch {int(tested)}'s, the best of {int(trained)} trained (trainer.restore_best)")
     lines.append(f"MLflow:    {where}")
     return "\n".join(lines)
