@@ -37,6 +37,9 @@ EPOCH_IMAGES_KEY = "reconstructions"  # log_image key of the per-epoch pictures 
 # MLflow tags.
 FAILURE_DETAIL_TAG = "failure_detail"  # beside failure_reason: the error's message
 PRUNED_AT_TAG = "pruned_at_epoch"
+# "true" on a finished run none of whose latent dimensions is active on the test set
+# (active_units = 0): the decoder ignores z, the posterior has collapsed to the prior.
+POSTERIOR_COLLAPSE_TAG = "posterior_collapse"
 NOTE_TAG = "mlflow.note.content"  # a run's description in the MLflow UI
 BEST_TRIAL_TAG = "best.trial_number"  # on the study's parent run, with BEST_RUN_TAG
 REPRODUCED_FROM_TAG = "reproduced_from"  # a vae-reproduce run: the run it re-ran
@@ -64,6 +67,9 @@ INCOMPLETE_NOTE = (
 # Logged once per epoch with step = epoch. Losses are in nats per example: loss = recon + kl
 # is the negative ELBO, recon the negative log-likelihood term, kl the analytic KL.
 EPOCH_METRICS = ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "lr", "beta")
+# Also per validated epoch, how the latent space is used: active units on the validation set,
+# and the smallest, median and largest KL of one latent dimension (nats per example).
+LATENT_METRICS = ("val_active_units", "val_kl_dim_min", "val_kl_dim_median", "val_kl_dim_max")
 
 # Logged once at the end of a run.
 FINAL_METRICS = (

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from vae_sweep.errors import ConfigError, TrainingDiverged
 from vae_sweep.hydra_version import VERSION_BASE
-from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS, epoch_key
+from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS, LATENT_METRICS, POSTERIOR_COLLAPSE_TAG, epoch_key
 from vae_sweep.track.run import flatten, without_passwords
 from vae_sweep.track.training import train_and_track
 from vae_sweep.track.urls import masked
@@ -53,14 +53,25 @@ def test_digits_run_logs_every_contract_metric_per_epoch_and_at_the_end(digits_r
     _, result, client, run = digits_run
     assert run.info.status == "FINISHED"
     # Per-epoch metrics under epoch/ (a section of their own in the MLflow UI), final ones bare.
-    assert {epoch_key(name) for name in EPOCH_METRICS} | set(FINAL_METRICS) == set(run.data.metrics)
-    for name in EPOCH_METRICS:
+    per_epoch = (*EPOCH_METRICS, *LATENT_METRICS)
+    assert {epoch_key(name) for name in per_epoch} | set(FINAL_METRICS) == set(run.data.metrics)
+    for name in per_epoch:
         history = client.get_metric_history(run.info.run_id, epoch_key(name))
         assert [m.step for m in history] == [1, 2], name
         assert history[-1].value == pytest.approx(result.history[-1][name])
     for name in FINAL_METRICS:
         assert run.data.metrics[name] == pytest.approx(result.metrics[name])
     assert run.data.metrics["test_iwae"] <= run.data.metrics["test_loss"]
+
+
+def test_a_run_whose_latent_space_is_unused_is_tagged_as_collapsed(digits_run, tmp_path):
+    _, result, _, run = digits_run  # 2 epochs: digits VAEs use no latent unit for their first ~10
+    assert result.metrics["active_units"] == 0 and run.data.tags[POSTERIOR_COLLAPSE_TAG] == "true"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    used = train_and_track(compose_run(uri, "trainer.epochs=25"))
+    _, longer = only_run(uri)
+    assert used.metrics["active_units"] > 0 and longer.data.tags[POSTERIOR_COLLAPSE_TAG] == "false"
+    assert used.history[0]["val_active_units"] == 0 < used.history[-1]["val_active_units"]
 
 
 def test_the_experiment_opens_in_mlflows_model_training_view(digits_run, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Callable, Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -14,14 +15,15 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from vae_sweep.errors import TrainingDiverged
-from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS
+from vae_sweep.names import EPOCH_METRICS, FINAL_METRICS, LATENT_METRICS
 from vae_sweep.train.best_epoch import BestEpoch
 from vae_sweep.train.checkpoint import fingerprint, load_checkpoint
 from vae_sweep.train.config import RunConfig, parse_run_config
 from vae_sweep.train.data import Binarize
 from vae_sweep.train.loop import TrainResult, train
-from vae_sweep.train.progress import run_summary
+from vae_sweep.train.losses import gaussian_kl
 from vae_sweep.train.models import Activation, Likelihood, Normalization
+from vae_sweep.train.progress import run_summary
 from vae_sweep.train.schedules import Constant, Exponential, LRSchedule, OneCycle, Plateau, SchedulerSpec
 
 CONF_DIR = Path(str(files("vae_sweep.conf")))  # the packaged config groups
@@ -478,3 +480,20 @@ def test_a_single_runs_summary_names_the_epoch_its_weights_come_from_when_not_th
     last = train(tiny_config("trainer.epochs=3")).metrics
     assert "Weights:   epoch 1's, the best of 3 trained (trainer.restore_best)" in run_summary(best, {}, "r", "ui")
     assert "Weights:" not in run_summary(last, {}, "r", "ui")
+
+
+def test_each_validation_measures_the_active_units_and_the_kl_of_each_latent_dimension(tiny_config: MakeConfig) -> None:
+    config = tiny_config("trainer.epochs=3", "trainer.eval_every=2")
+    result = train(config)
+    assert [set(LATENT_METRICS) <= epoch.keys() for epoch in result.history] == [False, True, True]
+    val = config.data.load().val
+    result.model.eval()
+    with torch.no_grad():  # the last epoch's weights, on the validation split, computed directly
+        mu, log_var = result.model.encode(val)
+    kl = gaussian_kl(mu, log_var).mean(0)
+    last = result.history[-1]
+    assert last["val_active_units"] == float((mu.var(0) > 0.01).sum())
+    assert [last["val_kl_dim_min"], last["val_kl_dim_median"], last["val_kl_dim_max"]] == pytest.approx(
+        [min(kl.tolist()), statistics.median(kl.tolist()), max(kl.tolist())], rel=1e-5
+    )
+    assert last["val_kl"] == pytest.approx(kl.sum().item(), rel=1e-5)

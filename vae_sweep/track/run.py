@@ -33,6 +33,7 @@ from vae_sweep.names import (
     FAILURE_REASON_ATTR,
     FINAL_METRICS,
     NOTE_TAG,
+    POSTERIOR_COLLAPSE_TAG,
     PRUNED_AT_TAG,
     TRIAL_NUMBER_TAG,
     WEIGHTS_ARTIFACT,
@@ -391,7 +392,7 @@ class MlflowRun:
                     self.send(name, upload, ARTIFACTS)
             if self.mlflow_model:
                 self.send("the MLflow model", self.model_upload(result, Path(folder), final), (ARTIFACTS, TRACKING))
-            self.end("FINISHED")
+            self.end("FINISHED", tags={POSTERIOR_COLLAPSE_TAG: str(result.metrics["active_units"] == 0).lower()})
 
     def model_upload(self, result: TrainResult, folder: Path, final: list[Metric]) -> ModelUpload:
         """The MLflow model of ``result``, named after the model option, with the run's technique

@@ -243,14 +243,36 @@ def chunks(x: torch.Tensor, rows: int) -> Iterator[torch.Tensor]:
 
 @torch.no_grad()
 def evaluate_elbo(model: VAEModule, x: torch.Tensor) -> dict[str, float]:
-    """Negative ELBO (one posterior sample, analytic KL) averaged over ``x``, in eval mode."""
+    """Negative ELBO (one posterior sample, analytic KL) averaged over ``x``, in eval mode, and
+    how the latent space is used: active units and the spread of the KL over latent dimensions
+    (a collapsing posterior shows as KL and active units falling to 0, epoch by epoch)."""
     model.eval()
     sums = torch.zeros(2, device=x.device)
+    kl_sums = torch.zeros(model.latent_dim, device=x.device)  # per latent dimension
+    means = []
     for batch in chunks(x, EVAL_ROWS):
-        recon, kl_per_dim, _ = negative_elbo_terms(model, batch)
+        recon, kl_per_dim, mu = negative_elbo_terms(model, batch)
         sums += torch.stack((recon.sum(), kl_per_dim.sum()))
+        kl_sums += kl_per_dim.sum(0)
+        means.append(mu)
     recon_mean, kl_mean = (sums / x.shape[0]).tolist()
-    return {"loss": recon_mean + kl_mean, "recon": recon_mean, "kl": kl_mean}
+    quantiles = torch.quantile(kl_sums / x.shape[0], torch.tensor([0.0, 0.5, 1.0], device=x.device))
+    kl_min, kl_median, kl_max = quantiles.tolist()
+    return {
+        "loss": recon_mean + kl_mean,
+        "recon": recon_mean,
+        "kl": kl_mean,
+        "active_units": active_units(torch.cat(means)),
+        "kl_dim_min": kl_min,
+        "kl_dim_median": kl_median,
+        "kl_dim_max": kl_max,
+    }
+
+
+def active_units(means: torch.Tensor) -> float:
+    """Latent dimensions whose posterior mean varies over the examples (variance above
+    ``ACTIVE_UNIT_THRESHOLD``): the units the decoder can read anything from."""
+    return float((means.var(dim=0) > ACTIVE_UNIT_THRESHOLD).sum().item())
 
 
 @torch.no_grad()
@@ -272,13 +294,12 @@ def test_metrics(model: VAEModule, x: torch.Tensor, samples: int) -> dict[str, f
         )
         means.append(mu)
     recon, kl, iwae = (sums / x.shape[0]).tolist()
-    activity = torch.cat(means).var(dim=0)
     return {
         "test_loss": recon + kl,
         "test_recon": recon,
         "test_kl": kl,
         "test_iwae": iwae,
-        "active_units": float((activity > ACTIVE_UNIT_THRESHOLD).sum().item()),
+        "active_units": active_units(torch.cat(means)),
     }
 
 
