@@ -23,7 +23,7 @@ from vae_sweep.train.data import Binarize
 from vae_sweep.train.loop import TrainResult, train
 from vae_sweep.train.losses import gaussian_kl
 from vae_sweep.train.models import Activation, Likelihood, Normalization
-from vae_sweep.train.progress import run_summary
+from vae_sweep.train.progress import EpochProgress, run_summary
 from vae_sweep.train.schedules import Constant, Exponential, LRSchedule, OneCycle, Plateau, SchedulerSpec
 
 CONF_DIR = Path(str(files("vae_sweep.conf")))  # the packaged config groups
@@ -497,3 +497,9 @@ def test_each_validation_measures_the_active_units_and_the_kl_of_each_latent_dim
         [min(kl.tolist()), statistics.median(kl.tolist()), max(kl.tolist())], rel=1e-5
     )
     assert last["val_kl"] == pytest.approx(kl.sum().item(), rel=1e-5)
+
+
+def test_an_early_stop_closes_a_single_runs_progress_bar_at_the_epoch_it_stopped(tiny_config: MakeConfig) -> None:
+    progress = EpochProgress(5, "bar")
+    train(tiny_config("trainer.epochs=5", "trainer.patience=2", NO_IMPROVEMENT), [progress])
+    assert progress.bar.n == 3 and progress.bar.disable  # tqdm's close() disables the bar

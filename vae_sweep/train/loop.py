@@ -52,7 +52,9 @@ class EpochCallback(Protocol):
     when training goes on from a checkpoint with the epochs' metrics up to it, and
     ``on_train_start(model, data)``, called once before the first epoch with the model and the
     data splits on the device: to read (a tracker logs the data set, and draws ``reconstruct``
-    pictures at epoch ends), never to change, nor to draw random numbers from torch's generator."""
+    pictures at epoch ends), never to change, nor to draw random numbers from torch's generator;
+    and ``on_train_end(epochs)``, called once the last epoch trained (early stopping may end
+    training before ``trainer.epochs``)."""
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         """Called after every epoch; raising stops training (a pruner does so)."""
@@ -164,6 +166,9 @@ def train(
                 log.info("early stop after epoch %d: %s", epoch, best.why_stopped())
                 break
         train_seconds = time.perf_counter() - started
+        for callback in callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(len(history))
         tested = len(history)  # the last epoch trained, or with restore_best the best one
         if best.weights is not None:
             model.load_state_dict(best.weights)

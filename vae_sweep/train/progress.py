@@ -49,13 +49,15 @@ class EpochProgress:
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch_started = time.perf_counter()
 
+    def on_train_end(self, epochs: int) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
         seconds = time.perf_counter() - self.epoch_started  # training and validating this epoch
         if self.bar is not None:
             self.bar.set_postfix_str(epoch_summary(metrics), refresh=False)
             self.bar.update(1)
-            if epoch == self.epochs:
-                self.bar.close()
             return
         log.info("epoch %d/%d | %s | %.2f s/epoch", epoch, self.epochs, epoch_summary(metrics), seconds)
 
