@@ -215,6 +215,8 @@ def train_task(cfg: DictConfig) -> float | list[float]:
             log.error("%s; the run is recorded as failed", error)
         return [math.nan] * len(objectives) if len(objectives) > 1 else math.nan
     values = [result.metrics[name] for name in objectives]
+    if link is not None:
+        link.record_constraints(result.metrics)
     if link is None:  # a trial's line comes from the sweeper
         named = dict(zip(objectives, values, strict=True))
         print(run_summary(result.metrics, named, run_ids[0] if run_ids else None, where_to_look(cfg, run_ids)))

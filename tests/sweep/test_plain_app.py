@@ -476,6 +476,14 @@ def test_vae_train_refuses_the_sweepers_tracking_uri_naming_its_own(tmp_path: Pa
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "other.db").exists()  # before any store
 
 
+@pytest.mark.slow
+def test_a_plain_app_is_refused_a_minimum_of_active_units_it_does_not_measure(tmp_path: Path) -> None:
+    done = run_app(SPHERE, tmp_path, "hydra.sweeper.min_active_units=2")
+    assert done.returncode == 1, done.stderr  # Hydra's own exit for an error its app's sweeper raised
+    assert "hydra.sweeper.min_active_units: only vae-train's trials measure active latent units" in done.stderr
+    assert not (tmp_path / "optuna.db").exists()  # before the study exists
+
+
 def test_the_plain_apps_sweeper_and_trial_handle_do_not_import_torch_or_mlflow() -> None:
     """A plain app pays for what it uses: the plugin and ``current_trial`` load neither."""
     code = textwrap.dedent("""

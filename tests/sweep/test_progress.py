@@ -55,6 +55,17 @@ def test_the_best_so_far_from_one_read_of_the_trials_is_optunas_best_trial(direc
     assert progress.counts() == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1}
 
 
+def test_the_best_so_far_is_the_best_trial_that_meets_its_constraints_as_in_optuna() -> None:
+    study = optuna.create_study()
+    for value, constraint in [(1.0, 2.0), (3.0, 0.0), (2.0, 1.0), (4.0, -1.0)]:  # feasible when <= 0
+        trial = study.ask()
+        trial.set_constraint("active_units", constraint)
+        study.tell(trial, value)
+    progress = StudyProgress.read(study)
+    assert progress.best().number == study.best_trial.number == 1  # value 3.0: 1.0 and 2.0 are infeasible
+    assert progress.best_line() == "3.0000 (trial 1)"
+
+
 def test_a_multi_objective_studys_best_so_far_is_its_pareto_front() -> None:
     study = optuna.create_study(directions=["minimize", "minimize"])
     for values in [(1.0, 3.0), (3.0, 1.0), (4.0, 4.0)]:

@@ -246,6 +246,19 @@ def test_max_failure_rate_stops_claiming_trials_and_says_why(workdir):
     assert states == ["FAIL"] * 3 + ["WAITING"] * 3  # nothing is lost: the budget waits for a fix
 
 
+def test_trials_below_the_minimum_of_active_units_are_infeasible_in_optuna_and_never_best(workdir):
+    out = sweep(workdir, "hydra.sweeper.n_trials=2", "hydra.sweeper.min_active_units=99", "hydra.sweep.dir=sweep")
+    assert out.returncode == 0, out.stderr
+    client, (parent,), _ = runs(workdir)
+    trials = load_study(workdir).trials
+    for trial in trials:  # the constraint Optuna's samplers read: min_active_units - active_units, > 0 here
+        active = client.get_run(trial.user_attrs["mlflow_run_id"]).data.metrics["active_units"]
+        assert trial.state.name == "COMPLETE" and trial.constraints == {"active_units": 99 - active}
+    assert "No feasible trial: every complete trial has fewer than hydra.sweeper.min_active_units=99" in out.stdout
+    assert "Best value" not in out.stdout and "best_value" not in parent.data.metrics
+    assert results(workdir, "sweep")["feasible"] == 0
+
+
 def test_multi_objective_study_reports_its_pareto_front(workdir):
     argv = ["-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP, *stores_in(workdir)]
     out = run_here(workdir, argv)

@@ -40,8 +40,9 @@ class StudyProgress:
         return {state.name: states[state] for state in FINISHED}
 
     def best(self) -> FrozenTrial | None:
-        """The best complete trial of a single-objective study (the first of equals), else None."""
-        complete = [t for t in self.trials if t.state is TrialState.COMPLETE]
+        """The best feasible complete trial of a single-objective study (the first of equals), as
+        Optuna's ``best_trial`` picks it; None when there is none."""
+        complete = [t for t in self.trials if t.state is TrialState.COMPLETE and feasible(t)]
         if not complete or len(self.directions) > 1:
             return None
         pick = max if self.directions[0] is StudyDirection.MAXIMIZE else min
@@ -54,6 +55,11 @@ class StudyProgress:
             return f"{len(pareto)} on the Pareto front" if pareto else "-"
         best = self.best()
         return f"{best.value:.4f} (trial {best.number})" if best else "-"
+
+
+def feasible(trial: FrozenTrial) -> bool:
+    """Whether the trial meets its constraints (``trial.set_constraint``: each value <= 0)."""
+    return all(value <= 0 for value in trial.constraints.values())
 
 
 def duration_s(trial: FrozenTrial) -> float | None:

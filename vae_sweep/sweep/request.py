@@ -70,6 +70,11 @@ def read_request(
     )
     require(settings.n_jobs >= 1, "hydra.sweeper.n_jobs", f"must be >= 1, got {settings.n_jobs}")
     require(
+        settings.min_active_units is None or settings.min_active_units >= 1,
+        "hydra.sweeper.min_active_units",
+        f"must be >= 1 (active latent units a feasible trial has) or null, got {settings.min_active_units}",
+    )
+    require(
         0 <= settings.max_failure_rate <= 1,
         "hydra.sweeper.max_failure_rate",
         f"must be in [0, 1], got {settings.max_failure_rate}",

@@ -12,6 +12,7 @@ import yaml
 
 from vae_sweep.names import RUN_ID_ATTR
 from vae_sweep.sweep.plan import SweepPlan
+from vae_sweep.sweep.progress import StudyProgress
 
 
 def single_run_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
@@ -37,7 +38,10 @@ def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
     if not complete:
         return summary
     if len(study.directions) == 1:
-        best = study.best_trial
+        best = StudyProgress.read(study).best()
+        if best is None:  # every complete trial broke a constraint (hydra.sweeper.min_active_units)
+            summary["feasible"] = 0
+            return summary
         summary.update(
             best_value=float(best.value),
             best_params=dict(best.params),

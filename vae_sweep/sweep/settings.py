@@ -57,6 +57,10 @@ class OptunaSweeperSettings:
     fresh: bool = False
     # Stop claiming trials once more than this fraction of finished trials failed.
     max_failure_rate: float = 1.0
+    # vae-train's trials: a complete trial with fewer active latent units than this is
+    # infeasible (Optuna's trial.set_constraint), so TPE learns where models that use their latent
+    # space live, and the study's best is the best feasible trial. null: no constraint.
+    min_active_units: int | None = None
     # Optuna plots saved at the end and logged on the parent run: null draws every one that fits
     # the study (pareto_front for several objectives; else optimization_history,
     # param_importances, parallel_coordinate, intermediate_values) once two trials completed;

@@ -33,7 +33,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from vae_sweep import interrupts
-from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full
+from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full, require
 from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlite_file
 from vae_sweep.suggestions import unknown_name_line
 from vae_sweep.sweep.apps import App, Tracking, app_for
@@ -218,6 +218,11 @@ class OptunaSweeperImpl:
 
     def prepare(self, request: SweepRequest, ahead: StoreAhead | None) -> tuple[SweepPlan, optuna.Study, bool]:
         settings, space, directions = self.settings, request.space, request.directions
+        require(
+            settings.min_active_units is None or not self.app.makes_trial_runs,
+            "hydra.sweeper.min_active_units",
+            "only vae-train's trials measure active latent units; this app's do not",
+        )
         checked = self.app.check(self.task_config, list(request.fixed), space, len(directions), self.config.hydra)
         tracking = checked.tracking
         sampler_name, sampler_seed, sampler_options = request.sampler
@@ -374,6 +379,12 @@ class OptunaSweeperImpl:
                 f"Best value {summary['best_value']:.4f} (trial {summary['best_trial']}): {summary['best_params']}"
             )
             lines.append(f"Reproduce: {summary['reproduce']}")
+        if summary.get("feasible") == 0:
+            lines.append(
+                f"No feasible trial: every complete trial has fewer than hydra.sweeper.min_active_units="
+                f"{self.settings.min_active_units} active latent units (posterior collapse); train longer, "
+                "lower regularization.beta or add free bits"
+            )
         lines.append(f"Results:   {results.resolve()}")
         if plan.tracking_uri:  # without the experiment's id (the store failed at the end): the store itself
             where = page_to_open(plan.tracking_uri, experiment) if experiment else masked(plan.tracking_uri)

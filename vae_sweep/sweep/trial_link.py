@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["FAILURE_REASON_ATTR", "PARENT_RUN_ATTR", "RUN_ID_ATTR", "TrialLink", "link_current_job"]
 
 
+ACTIVE_UNITS_CONSTRAINT = "active_units"
+
+
 def taken_over(number: int) -> TrialTakenOver:
     return TrialTakenOver(f"trial {number} was failed by another process while this one was stopped")
 
@@ -97,6 +100,13 @@ class TrialLink:
     pruning: bool
     heartbeat_interval: float | None
     tracking_uri: str | None = None  # hydra.sweeper.tracking_uri: an app other than vae-train
+    min_active_units: int | None = None  # hydra.sweeper.min_active_units
+
+    def record_constraints(self, metrics: dict[str, float]) -> None:
+        """``active_units >= min_active_units`` as Optuna's constraint (feasible when <= 0), set
+        before the trial is told, so the sampler sees it with the trial's value."""
+        if self.min_active_units is not None:
+            self.trial.set_constraint(ACTIVE_UNITS_CONSTRAINT, self.min_active_units - metrics["active_units"])
 
     @property
     def number(self) -> int:
@@ -197,4 +207,5 @@ def link_current_job() -> TrialLink | None:
         pruning=pruner_name != "none",
         heartbeat_interval=sweeper.get("heartbeat_interval") or None,
         tracking_uri=sweeper.get("tracking_uri"),
+        min_active_units=sweeper.get("min_active_units"),
     )
