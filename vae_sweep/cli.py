@@ -215,9 +215,9 @@ def train_task(cfg: DictConfig) -> float | list[float]:
             log.error("%s; the run is recorded as failed", error)
         return [math.nan] * len(objectives) if len(objectives) > 1 else math.nan
     values = [result.metrics[name] for name in objectives]
-    if link is not None:
+    if link is not None:  # a trial's line comes from the sweeper
         link.record_constraints(result.metrics)
-    if link is None:  # a trial's line comes from the sweeper
+    else:
         named = dict(zip(objectives, values, strict=True))
         print(run_summary(result.metrics, named, run_ids[0] if run_ids else None, where_to_look(cfg, run_ids)))
     return values if len(values) > 1 else values[0]
