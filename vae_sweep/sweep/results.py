@@ -26,19 +26,19 @@ def single_run_command(plan: SweepPlan, trial: optuna.trial.FrozenTrial) -> str:
 
 
 def summarize(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
+    progress = StudyProgress.read(study)  # one read of the trials for the counts and the best
     counts: dict[str, int] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in progress.trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     summary: dict[str, Any] = {
         "name": study.study_name,
-        "direction": [d.name.lower() for d in study.directions],
+        "direction": [d.name.lower() for d in progress.directions],
         "trials": counts,
     }
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
+    if not counts.get("COMPLETE"):
         return summary
-    if len(study.directions) == 1:
-        best = StudyProgress.read(study).best()
+    if len(progress.directions) == 1:
+        best = progress.best()
         if best is None:  # every complete trial broke a constraint (hydra.sweeper.min_active_units)
             summary["feasible"] = 0
             return summary
