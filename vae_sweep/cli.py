@@ -273,9 +273,22 @@ def reproduce(argv: Sequence[str]) -> int:
     return run_tool("vae-reproduce", main, argv)
 
 
+def replicate(argv: Sequence[str]) -> int:
+    """``vae-replicate ARGV``: the replication sweep's exit code (vae-train's), after one error
+    line if it could not start."""
+    from vae_sweep.replicate import main
+
+    return run_tool("vae-replicate", main, argv)
+
+
 def compare_main() -> None:
     """``vae-compare``: techniques side by side from a finished study's MLflow runs."""
     sys.exit(compare(sys.argv[1:]))
+
+
+def replicate_main() -> None:
+    """``vae-replicate``: a study's best configurations again with fresh seeds."""
+    sys.exit(replicate(sys.argv[1:]))
 
 
 def reproduce_main() -> None:

@@ -53,11 +53,13 @@ class SweepInterrupted(VaeSweepError):
 
 
 class TrainingDiverged(VaeSweepError, RuntimeError):
-    """The loss became NaN or infinite; the run is recorded as failed with ``reason`` (``nan_loss``)."""
+    """The loss became NaN, infinite or absurdly large; the run is recorded as failed with
+    ``reason`` (``nan_loss``) and ``detail`` saying which metric did what."""
 
     def __init__(self, reason: str, epoch: int, detail: str = "", metrics: dict[str, float] | None = None) -> None:
         self.reason = reason
         self.epoch = epoch
+        self.detail = detail
         self.metrics = metrics or {}  # the failing epoch's metrics, so trackers can keep the curve
         super().__init__(f"training diverged at epoch {epoch}: {reason}" + (f" ({detail})" if detail else ""))
 

@@ -7,10 +7,15 @@ from __future__ import annotations
 BUDGET_ATTR = "vae_sweep.n_trials"  # the study's budget of original trials (retries come on top)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 STUDY_UID_ATTR = "vae_sweep.study_uid"  # tags the parent run, so a rerun finds it if its id was never recorded
+# The latest sweep command's overrides, {"task": [...], "hydra": [...]}: what vae-replicate runs again.
+COMMAND_ATTR = "vae_sweep.command"
+# A replication study (vae-replicate): {"of_study": the study it replicates, "of_run": its parent run}.
+REPLICATES_OF_ATTR = "vae_sweep.replicates_of"
 
 # Optuna trial user attributes.
 RUN_ID_ATTR = "mlflow_run_id"
 FAILURE_REASON_ATTR = "failure_reason"  # also an MLflow tag of the trial's run
+PRUNED_FOR_ATTR = "vae_sweep.pruned_for"  # a trial pruned by a rule of ours, not the pruner: posterior_collapse
 CHECKPOINT_ATTR = "vae_sweep.train.checkpoint"  # where the trial saves its checkpoint (trainer.checkpoint_every)
 
 # Optuna trial system attributes written on a retry; the first two are Optuna's own
@@ -18,6 +23,9 @@ CHECKPOINT_ATTR = "vae_sweep.train.checkpoint"  # where the trial saves its chec
 RETRY_OF_ATTR = "failed_trial"  # the first trial of the series
 RETRY_HISTORY_ATTR = "retry_history"  # every trial before this one, oldest first
 CRASH_RETRIES_ATTR = "vae_sweep.crash_retries"  # retries after crashes; interrupts do not count
+# A replicate (vae-replicate): {"of_trial", "of_run", "seed"}, the trial it repeats with another
+# seed; a system attribute, so a retry of the replicate keeps it.
+REPLICATE_ATTR = "vae_sweep.replicate"
 
 # Failure reasons a sweep records itself.
 INTERRUPTED = "interrupted"
@@ -49,6 +57,10 @@ STUDY_ROLE_TAG = "vae_sweep.role"
 TRIAL_STATE_TAG = "optuna.trial_state"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 STUDY_NAME_TAG = "optuna.study_name"
+# A replicate's run: the study, trial and run it repeats, and its seed (REPLICATE_ATTR); a
+# replication's parent run: the study and parent run it replicates (REPLICATES_OF_ATTR).
+REPLICATE_TAG_PREFIX = "replicate."
+REPLICATION_TAG_PREFIX = "replication."
 PARENT_RUN_TAG = "mlflow.parentRunId"  # a trial's run -> the study's parent run
 BEST_RUN_TAG = "best.run_id"  # on the parent run: the best trial's run so far (one objective)
 DATASET_CONTEXT_TAG = "mlflow.data.context"  # on a run's dataset input: what the run used it for

@@ -193,7 +193,7 @@ def test_unknown_sweeper_setting_in_a_study_names_the_setting_meant(compose_conf
     assert "Key 'n_trial' not in 'OptunaSweeperSettings'" in str(info.value.__cause__)
     line = unknown_name_line(info.value, groups=config_groups())
     assert line.startswith("hydra.sweeper.n_trial: no such key; did you mean hydra.sweeper.n_trials? ")
-    assert "(hydra.sweeper has: direction, " in line
+    assert "(hydra.sweeper has: collapse_patience, direction, " in line
 
 
 @needs_vae_train

@@ -259,6 +259,28 @@ def test_trials_below_the_minimum_of_active_units_are_infeasible_in_optuna_and_n
     assert results(workdir, "sweep")["feasible"] == 0
 
 
+def test_collapse_patience_prunes_trials_whose_latent_space_stays_unused_after_the_warm_up(workdir):
+    """beta 50 collapses the posterior of every trial: with patience 2, each stops after two
+    validated epochs without an active unit under full KL weight, long before its sixth epoch."""
+    out = sweep(
+        workdir,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.collapse_patience=2",
+        "regularization=kl_warmup",
+        "regularization.warmup_epochs=1",
+        "regularization.beta=50",
+        "trainer.epochs=6",
+    )
+    assert out.returncode == 0, out.stderr
+    client, _, _ = runs(workdir)
+    for trial in load_study(workdir).trials:
+        assert trial.state.name == "PRUNED" and trial.user_attrs["vae_sweep.pruned_for"] == "posterior_collapse"
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        history = client.get_metric_history(run.info.run_id, "epoch/val_active_units")
+        assert [m.value for m in history][-2:] == [0.0, 0.0]
+        assert run.data.tags["pruned_at_epoch"] == str(len(history)) and len(history) < 6
+
+
 def test_multi_objective_study_reports_its_pareto_front(workdir):
     argv = ["-m", "study=pareto", "hydra.sweeper.n_trials=3", "hydra.sweep.dir=sweep", *TINY_SWEEP, *stores_in(workdir)]
     out = run_here(workdir, argv)

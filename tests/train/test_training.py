@@ -20,7 +20,7 @@ from vae_sweep.train.best_epoch import BestEpoch
 from vae_sweep.train.checkpoint import fingerprint, load_checkpoint
 from vae_sweep.train.config import RunConfig, parse_run_config
 from vae_sweep.train.data import Binarize
-from vae_sweep.train.loop import TrainResult, train
+from vae_sweep.train.loop import TrainResult, check_finite, train
 from vae_sweep.train.losses import gaussian_kl
 from vae_sweep.train.models import Activation, Likelihood, Normalization
 from vae_sweep.train.progress import EpochProgress, run_summary
@@ -238,6 +238,15 @@ def test_huge_sgd_step_diverges_with_nan_loss(tiny_config: MakeConfig) -> None:
     assert info.value.epoch == 1
     assert not math.isfinite(info.value.metrics["train_loss"])  # the failing epoch, for the tracker
     assert calls == []  # a diverged epoch is not reported as a result
+
+
+def test_a_finite_loss_beyond_any_real_model_is_diverged_too() -> None:
+    """Weights that blew up give 1e23 nats, finite: seen in replicates, where it was one option's mean."""
+    check_finite({"val_loss": 4e4, "samples_per_sec": 1e13, "lr": 1e13}, 6)  # a spike, and non-loss metrics
+    with pytest.raises(TrainingDiverged) as info:
+        check_finite({"train_loss": 27.1, "val_loss": 4.3e23, "val_kl": 2e13}, 10)
+    assert (info.value.reason, info.value.epoch) == ("nan_loss", 10)
+    assert info.value.detail == "exploded: val_kl 2e+13, val_loss 4.3e+23 > 1e+12"
 
 
 # --- torch settings --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from vae_sweep.compare.basis import Basis
 from vae_sweep.compare.report import ARTIFACT_FOLDER, FORMATS, Comparison, compare_runs, render, to_stdout, write_report
 from vae_sweep.compare.sources import (
     connect,
+    find_replication,
     load_curves,
     load_runs,
     load_study,
@@ -38,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
             "Compare optimization techniques across a study's trials: one table per technique\n"
             "(runs by state, best / median / mean / std of a metric over completed runs, the winner:\n"
             "the best median among options with at least --min-runs runs), the top trials, Optuna\n"
-            "parameter importances and, with --out, plots logged on the study's parent run."
+            "parameter importances and, with --out, plots logged on the study's parent run. With\n"
+            "replicates (vae-replicate STUDY), a verdict per technique with 95% intervals first."
         ),
         epilog=(
             "examples:\n"
@@ -138,6 +140,7 @@ def build(client, args: argparse.Namespace) -> Comparison:
     histories = load_curves(client, list(runs["run_id"]), args.metric) if basis.at_epoch else None
     comparison = compare_runs(source, runs, keys, basis, histories=histories, maximize=args.maximize, top=args.top)
     comparison.notes[:0] = notes
+    add_verdicts(client, comparison, args)
     study, note = load_study(args.storage, source)
     if study is not None:
         comparison.importances, more = param_importances(study)
@@ -145,6 +148,22 @@ def build(client, args: argparse.Namespace) -> Comparison:
     elif note:
         comparison.notes.append(note)
     return comparison
+
+
+def add_verdicts(client, comparison: Comparison, args: argparse.Namespace) -> None:
+    """Verdicts from the study's replicates (``vae-replicate``), or from its own runs when they
+    repeat configurations over seeds (a grid over ``trainer.seed``); neither: none."""
+    from vae_sweep.compare.verdicts import repeats_configurations, verdicts  # scipy: imported only here
+
+    replication = find_replication(client, comparison.source)
+    if replication is not None:
+        replicates, searched = load_runs(client, replication), comparison.runs
+    elif repeats_configurations(comparison.runs, args.metric):
+        replication, replicates, searched = comparison.source, comparison.runs, None
+    else:
+        return
+    comparison.replication = replication
+    comparison.verdicts = verdicts(replicates, comparison.keys, args.metric, maximize=args.maximize, searched=searched)
 
 
 def comparison(argv: Sequence[str]):  # -> tuple[MlflowClient, Comparison]

@@ -9,7 +9,7 @@ its best run, which would show luck. Every figure is written as PNG (200 dpi), S
 
 Built on matplotlib's object API (``Figure``, no ``pyplot``): no display, no global state.
 The ``*_figure`` functions take plain pandas objects and return a figure; ``figures`` builds a
-``Comparison``'s three, ``draw`` reads the histories they need, ``write_plots`` saves them.
+``Comparison``'s three (four with replicates), ``draw`` reads the histories they need, ``write_plots`` saves them.
 Importing this module imports matplotlib, so ``vae_sweep.compare.report`` imports it only
 when it draws.
 """
@@ -215,6 +215,31 @@ def pareto_figure(
     return figure
 
 
+def intervals_figure(tables: Mapping[str, pd.DataFrame], metric: str) -> Figure:
+    """Each technique's options from the replicates: the mean over seeds (dot) and its 95%
+    interval (bar), one panel per technique, best option on top; an option without an interval
+    (one complete run) is a hollow dot."""
+    figure, axes = grid(len(tables))
+    for ax, (name, table) in zip(axes, tables.items(), strict=False):
+        rows = table[table["runs"] > 0].reset_index(drop=True)
+        y = np.arange(len(rows))[::-1]
+        has = rows["low"].notna().to_numpy()
+        errors = np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]])[:, has]
+        ax.errorbar(rows["mean"][has], y[has], xerr=errors, fmt="o", color="tab:blue", capsize=3)
+        ax.plot(rows["mean"][~has], y[~has], "o", mfc="none", color="tab:blue")
+        ax.set_yticks(
+            y,
+            [
+                f"{row.option}\n{row.configs} cfg x {row.runs / max(row.configs, 1):.3g} seeds"
+                for row in rows.itertuples()
+            ],
+        )
+        ax.set_title(name)
+        ax.set_xlabel(label(metric))
+    suptitle(figure, "Replicated: mean over fresh seeds and its 95% interval, per option")
+    return figure
+
+
 def save(figure: Figure, folder: Path, stem: str) -> list[Path]:
     """``stem`` as PNG (200 dpi: sharp on a slide), SVG and PDF (vector: papers, zooming)."""
     paths = [folder / f"{stem}{suffix}" for suffix in FORMATS]
@@ -224,8 +249,9 @@ def save(figure: Figure, folder: Path, stem: str) -> list[Path]:
 
 
 def figures(comparison: Comparison, histories: Mapping[str, pd.DataFrame], curve_metric: str) -> dict[str, Figure]:
-    """``distribution``, ``learning_curves`` (of ``curve_metric``, from ``histories``) and, with
-    completed runs that have both, ``recon_vs_kl``; a note on ``comparison`` for one left out."""
+    """``distribution``, ``learning_curves`` (of ``curve_metric``, from ``histories``), with
+    replicates ``intervals``, and, with completed runs that have both, ``recon_vs_kl``; a note on
+    ``comparison`` for one left out."""
     runs, basis = comparison.runs, comparison.basis
     states = trial_states(runs)
     groups = {name: group_labels(runs[column]) for name, column in comparison.keys.items()}
@@ -242,6 +268,8 @@ def figures(comparison: Comparison, histories: Mapping[str, pd.DataFrame], curve
         ),
         "learning_curves": curves_figure(histories, runs, groups, tables, curve_metric),
     }
+    if comparison.verdicts is not None:
+        drawn["intervals"] = intervals_figure(comparison.verdicts.tables, basis.metric)
     points = pd.DataFrame({name: metric_values(runs, name) for name in ("test_recon", "test_kl", "active_units")})
     drawable = (states == "COMPLETE") & points[["test_recon", "test_kl"]].notna().all(axis=1)
     if not drawable.any():

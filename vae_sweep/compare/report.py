@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from tabulate import tabulate
@@ -32,6 +33,9 @@ from vae_sweep.compare.tables import (
 )
 from vae_sweep.compare.terminal import SHORT, WIDTH, fill, fit_table
 from vae_sweep.compare.units import label
+
+if TYPE_CHECKING:
+    from vae_sweep.compare.verdicts import Verdicts
 
 FORMATS = ("terminal", "markdown", "csv", "html", "json")
 REPORT_FILES = {"terminal": "report.txt", "markdown": "report.md", "html": "report.html", "json": "report.json"}
@@ -61,6 +65,29 @@ class Comparison:
     importances: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    replication: Source | None = None  # the study's replicates (vae-replicate), when it has them
+    verdicts: Verdicts | None = None  # computed from them
+
+    def verdict_lines(self) -> list[str]:
+        """The top-level summary: one sentence per technique from the replicates, or a plain
+        statement that the ranking is from single runs."""
+        if self.verdicts is None or self.replication is None:
+            study = self.source.study_name or "STUDY"
+            return [
+                f"Ranking from single runs: one seed per configuration, no interval. vae-replicate {study} "
+                "replicates the best configurations with fresh seeds for verdicts with 95% intervals"
+            ]
+        runs = sum(int(table["runs"].sum()) for table in list(self.verdicts.tables.values())[:1])
+        where = (
+            "the study's own runs, which repeat configurations over seeds"
+            if self.replication == self.source
+            else self.replication.describe()
+        )
+        return [
+            f"Verdicts from {runs} complete replicate runs ({where}): the mean of "
+            f"{label(self.metric)} over fresh seeds, 95% intervals; see docs/compare.md",
+            *(f"- {sentence}" for sentence in self.verdicts.sentences()),
+        ]
 
     @property
     def metric(self) -> str:
@@ -129,9 +156,18 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def sections(comparison: Comparison) -> list[tuple[str, pd.DataFrame]]:
-    """(title, table) in report order."""
+    """(title, table) in report order: the replicates' tables first when there are any."""
     epoch = f" at epoch {comparison.basis.at_epoch}" if comparison.basis.at_epoch else ""
-    parts = [(f"{name} (by {comparison.metric}{epoch})", table) for name, table in comparison.techniques.items()]
+    parts = []
+    if comparison.verdicts is not None:
+        parts += [
+            (f"{name}, replicated (mean and 95% interval of {comparison.metric} over seeds)", table)
+            for name, table in comparison.verdicts.tables.items()
+        ]
+        gap = "replicated mean minus search value: what the search run owed to its seed"
+        parts.append((f"Search vs replicates, per configuration ({gap})", comparison.verdicts.gaps))
+    searched = " in the search" if comparison.verdicts is not None else ""
+    parts += [(f"{name}{searched} (by {comparison.metric}{epoch})", t) for name, t in comparison.techniques.items()]
     runs = "completed runs" if comparison.basis.at_epoch is None else "runs"
     parts.append((f"Top {len(comparison.top)} {runs} by {comparison.metric}{epoch}", comparison.top))
     if comparison.importances is not None:
@@ -146,7 +182,9 @@ def text_table(table: pd.DataFrame, tablefmt: str) -> str:
 def terminal_table(table: pd.DataFrame, comparison: Comparison) -> tuple[str, list[str]]:
     """A section's table at most ``terminal.WIDTH`` wide: short names, no ``mean`` (the median is
     what is ranked), long labels wrapped, then the least needed columns left out."""
-    shown = display(table).drop(columns=["mean"], errors="ignore").rename(columns=SHORT)
+    shown = display(table).rename(columns=SHORT)
+    if "low" not in shown:  # the median is what is ranked; a replicated table ranks its mean
+        shown = shown.drop(columns=["mean"], errors="ignore")
     if "option" in shown:
         return fit_table(shown, wrap={"option": 16}, drop=["sec", "bpd", "std", "AU"])
     if "run" not in shown:  # parameter importances: two columns
@@ -156,8 +194,8 @@ def terminal_table(table: pd.DataFrame, comparison: Comparison) -> tuple[str, li
 
 
 def render_terminal(comparison: Comparison) -> str:
-    lines = [fill(comparison.headline()), fill(comparison.metric_line()), fill(comparison.basis.describe())]
-    lines += [fill(TERMINAL_NAMES), ""]
+    lines = [fill(comparison.headline()), *map(fill, comparison.verdict_lines()), ""]
+    lines += [fill(comparison.metric_line()), fill(comparison.basis.describe()), fill(TERMINAL_NAMES), ""]
     left_out: dict[str, None] = {}
     for title, table in sections(comparison):
         text, dropped = terminal_table(table, comparison)
@@ -173,6 +211,8 @@ def render_terminal(comparison: Comparison) -> str:
 
 def render_markdown(comparison: Comparison) -> str:
     lines = [f"# vae-compare: {comparison.source.kind} {comparison.source.name}", "", comparison.headline() + ".", ""]
+    head, *verdicts = comparison.verdict_lines()
+    lines += ["## Verdicts", "", head + ".", "", *verdicts, *([""] if verdicts else [])]
     lines += [comparison.metric_line() + ".", "", comparison.basis.describe(), ""]
     for title, table in sections(comparison):
         lines += [f"## {title}", "", text_table(table, "github"), ""]
@@ -197,6 +237,8 @@ def render_html(comparison: Comparison) -> str:
         f"<h1>vae-compare: {html.escape(comparison.source.kind)} {html.escape(comparison.source.name)}</h1>",
         f"<p>{html.escape(comparison.headline())}.<br>{html.escape(comparison.metric_line())}.<br>"
         f"{html.escape(comparison.basis.describe())}</p>",
+        "<h2>Verdicts</h2>",
+        "<p>" + "<br>".join(html.escape(line) for line in comparison.verdict_lines()) + "</p>",
     ]
     for title, table in sections(comparison):
         parts += [
@@ -249,22 +291,53 @@ def render_json(comparison: Comparison) -> str:
         "techniques": {name: records(table) for name, table in comparison.techniques.items()},
         "top_trials": records(comparison.top),
         "importances": None if comparison.importances is None else records(comparison.importances),
+        "verdicts": verdict_record(comparison),
         "plots": comparison.plots,
         "notes": comparison.notes,
     }
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
+def verdict_record(comparison: Comparison) -> dict[str, object] | None:
+    """The verdicts for JSON: sentences, per-option intervals, differences, search-vs-replicate gaps."""
+    found = comparison.verdicts
+    if found is None or comparison.replication is None:
+        return None
+    return {
+        "replication": {
+            "study_name": comparison.replication.name,
+            "parent_run_id": comparison.replication.parent_run_id,
+        },
+        "sentences": found.sentences(),
+        "techniques": {name: records(table) for name, table in found.tables.items()},
+        "differences": {name: [d.record() for d in ds] for name, ds in found.differences.items()},
+        "gaps": records(found.gaps),
+    }
+
+
+def long_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One table per dimension as one long table, a ``dimension`` column first."""
+    long = pd.concat([table.assign(dimension=name) for name, table in tables.items()], ignore_index=True)
+    long.insert(0, "dimension", long.pop("dimension"))
+    return long
+
+
 def csv_files(comparison: Comparison) -> dict[str, str]:
     """``techniques.csv`` (all dimensions, long: a ``dimension`` column first),
-    ``top_trials.csv``, when computed ``importances.csv``, and ``notes.txt``: the headline,
-    which values were compared (a CSV cannot say it) and the notes."""
-    long = pd.concat([table.assign(dimension=name) for name, table in comparison.techniques.items()], ignore_index=True)
-    long.insert(0, "dimension", long.pop("dimension"))
-    files = {"techniques.csv": long.to_csv(index=False), "top_trials.csv": comparison.top.to_csv(index=False)}
+    ``top_trials.csv``, when computed ``importances.csv``, with replicates ``replicated.csv`` and
+    ``gaps.csv``, and ``notes.txt``: the headline, the verdicts, which values were compared (a
+    CSV cannot say it) and the notes."""
+    files = {
+        "techniques.csv": long_table(comparison.techniques).to_csv(index=False),
+        "top_trials.csv": comparison.top.to_csv(index=False),
+    }
     if comparison.importances is not None:
         files["importances.csv"] = comparison.importances.to_csv(index=False)
-    lines = [comparison.headline(), comparison.metric_line(), comparison.basis.describe(), *comparison.notes]
+    if comparison.verdicts is not None:
+        files["replicated.csv"] = long_table(comparison.verdicts.tables).to_csv(index=False)
+        files["gaps.csv"] = comparison.verdicts.gaps.to_csv(index=False)
+    lines = [comparison.headline(), *comparison.verdict_lines(), comparison.metric_line(), comparison.basis.describe()]
+    lines += comparison.notes
     files["notes.txt"] = "\n".join(lines) + "\n"
     return files
 

@@ -3,7 +3,8 @@
 ``connect`` checks the tracking store before opening it, ``resolve_target`` turns the
 command's target into a ``Source`` (a study's parent run, an experiment or a parent run id),
 ``load_runs`` reads the source's trial runs into the DataFrame ``vae_sweep.compare.tables``
-works on, ``load_curves`` a metric's history per run, ``load_study`` and
+works on, ``find_replication`` the study's replicates (``vae-replicate``), ``load_curves`` a
+metric's history per run, ``load_study`` and
 ``param_importances`` the Optuna side. MLflow and Optuna are imported lazily (``--help``
 stays fast).
 """
@@ -19,7 +20,13 @@ import pandas as pd
 from vae_sweep.compare.tables import METRIC_PREFIX, PARAM_PREFIX
 from vae_sweep.errors import ConfigError, UsageError
 from vae_sweep.local_stores import sqlite_file
-from vae_sweep.names import PARENT_RUN_ATTR, STUDY_NAME_TAG, STUDY_ROLE_TAG, by_metric_name
+from vae_sweep.names import (
+    PARENT_RUN_ATTR,
+    REPLICATION_TAG_PREFIX,
+    STUDY_NAME_TAG,
+    STUDY_ROLE_TAG,
+    by_metric_name,
+)
 from vae_sweep.track.history import metric_history
 from vae_sweep.track.stores import check_existing_store
 
@@ -141,6 +148,20 @@ def load_runs(client, source: Source) -> pd.DataFrame:
         row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def find_replication(client, source: Source) -> Source | None:
+    """The replication study of ``source``'s study (``vae-replicate``): its latest parent run in
+    the same experiment, tagged ``replication.of_study``; None when there is none."""
+    if source.study_name is None:
+        return None
+    tag = f"tags.`{REPLICATION_TAG_PREFIX}of_study` = '{source.study_name}'"
+    found = search_all(client, [source.experiment_id], f"tags.{STUDY_ROLE_TAG} = 'study' and {tag}")
+    if not found:
+        return None
+    parent = max(found, key=lambda run: run.info.start_time)
+    name = parent.data.tags.get(STUDY_NAME_TAG, parent.info.run_name)
+    return Source("study", name, source.experiment_id, source.experiment, parent.info.run_id, name)
 
 
 def load_curves(client, run_ids: Sequence[str], metric: str) -> dict[str, pd.DataFrame]:

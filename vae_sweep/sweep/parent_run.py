@@ -35,6 +35,7 @@ from vae_sweep.names import (
 )
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.progress import StudyProgress
+from vae_sweep.sweep.replicates import replication_tags
 from vae_sweep.sweep.trial_runs import closing_status, trial_value_metrics
 from vae_sweep.track.run import PARAMS_PER_BATCH, TRACKING_ERRORS, client_for, experiment_id
 from vae_sweep.track.stores import check_reachable
@@ -62,6 +63,7 @@ def open_parent_run(tracking_uri: str, experiment: str, study: optuna.Study, pla
         client.update_run(run_id, status="RUNNING")
     else:
         tags = {STUDY_ROLE_TAG: "study", STUDY_NAME_TAG: study.study_name, STUDY_UID_ATTR: uid}
+        tags.update(replication_tags(study.user_attrs))
         run_id = client.create_run(experiment_ids[0], run_name=study.study_name, tags=tags).info.run_id
     params = [Param(key, str(value)) for key, value in study_settings(plan).items()]
     for start in range(0, len(params), PARAMS_PER_BATCH):

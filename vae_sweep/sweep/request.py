@@ -39,6 +39,7 @@ class SweepRequest:
     pruner: tuple[str, dict]  # name, options
     searchpath: tuple[str, ...]  # hydra.searchpath
     key: str  # ``finished.request_key``: the same for the same command
+    arguments: tuple[str, ...] = ()  # the command line's task overrides, as given
 
 
 def read_request(
@@ -75,6 +76,11 @@ def read_request(
         f"must be >= 1 (active latent units a feasible trial has) or null, got {settings.min_active_units}",
     )
     require(
+        settings.collapse_patience is None or settings.collapse_patience >= 1,
+        "hydra.sweeper.collapse_patience",
+        f"must be >= 1 (validated epochs without an active latent unit) or null, got {settings.collapse_patience}",
+    )
+    require(
         0 <= settings.max_failure_rate <= 1,
         "hydra.sweeper.max_failure_rate",
         f"must be in [0, 1], got {settings.max_failure_rate}",
@@ -102,6 +108,7 @@ def read_request(
         pruner=(pruner_name, pruner_options),
         searchpath=searchpath,
         key=request_key(OmegaConf.to_container(settings, resolve=False), arguments, searchpath),
+        arguments=tuple(arguments),
     )
 
 

@@ -18,6 +18,7 @@ from vae_sweep.names import (
     DISK_FULL,
     FAILURE_REASON_ATTR,
     INTERRUPTED,
+    REPLICATE_ATTR,
     RETRY_HISTORY_ATTR,
     RETRY_OF_ATTR,
 )
@@ -36,12 +37,15 @@ class RetryTrial:
             crashes += 1
             if self.max_retry is not None and crashes > self.max_retry:
                 return
+        system_attrs = {RETRY_OF_ATTR: history[0], RETRY_HISTORY_ATTR: history, CRASH_RETRIES_ATTR: crashes}
+        if REPLICATE_ATTR in trial.system_attrs:  # what a replicate repeats is part of what it is
+            system_attrs[REPLICATE_ATTR] = trial.system_attrs[REPLICATE_ATTR]
         study.add_trial(
             optuna.trial.create_trial(
                 state=TrialState.WAITING,
                 params=trial.params,
                 distributions=trial.distributions,
-                system_attrs={RETRY_OF_ATTR: history[0], RETRY_HISTORY_ATTR: history, CRASH_RETRIES_ATTR: crashes},
+                system_attrs=system_attrs,
             )
         )
 

@@ -61,6 +61,10 @@ class OptunaSweeperSettings:
     # infeasible (Optuna's trial.set_constraint), so TPE learns where models that use their latent
     # space live, and the study's best is the best feasible trial. null: no constraint.
     min_active_units: int | None = None
+    # vae-train's trials: prune a trial whose validation set has had no active latent unit for
+    # this many validated epochs in a row after its KL warm-up (posterior collapse), whatever
+    # the pruner. null: off.
+    collapse_patience: int | None = None
     # Optuna plots saved at the end and logged on the parent run: null draws every one that fits
     # the study (pareto_front for several objectives; else optimization_history,
     # param_importances, parallel_coordinate, intermediate_values) once two trials completed;

@@ -4,8 +4,9 @@ Each entry maps a config key (``optimizer.lr``) or config group (``optimizer``) 
 Hydra's override grammar, parsed by Hydra's own parser so a study file reads like a command line:
 
 - ``choice(sgd, adam)`` -> ``CategoricalDistribution`` (values typed as Hydra parses them);
-- ``range(1, 5)``, ``range(0, 10, 2)`` -> ``IntDistribution(1, 4)``, ``IntDistribution(0, 8, step=2)``
-  (the stop is exclusive, as in Python and Hydra; float arguments give a stepped ``FloatDistribution``);
+- ``range(1, 5)``, ``range(0, 10, 2)`` -> ``IntDistribution(1, 5)``, ``IntDistribution(0, 10, step=2)``
+  (the stop included, as the official Optuna sweeper reads it, unlike Hydra's basic sweeper and
+  Python; float arguments give a stepped ``FloatDistribution``);
 - ``interval(0.0, 0.5)`` -> ``FloatDistribution``; Hydra turns the bounds of a plain interval into floats,
   so ``interval(0, 1)`` is a float interval too, and only ``int(interval(8, 64))`` gives an ``IntDistribution``;
 - ``tag(log, ...)`` around a range or interval samples on a log scale;

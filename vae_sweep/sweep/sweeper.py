@@ -54,6 +54,7 @@ from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.plots import save_plots
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.progress import STATUS_INTERVAL_S, progress_line
+from vae_sweep.sweep.replicates import record_command
 from vae_sweep.sweep.request import SweepRequest, plot_names, read_request
 from vae_sweep.sweep.results import summarize, write_results
 from vae_sweep.sweep.study import (
@@ -218,11 +219,12 @@ class OptunaSweeperImpl:
 
     def prepare(self, request: SweepRequest, ahead: StoreAhead | None) -> tuple[SweepPlan, optuna.Study, bool]:
         settings, space, directions = self.settings, request.space, request.directions
-        require(
-            settings.min_active_units is None or not self.app.makes_trial_runs,
-            "hydra.sweeper.min_active_units",
-            "only vae-train's trials measure active latent units; this app's do not",
-        )
+        for key in ("min_active_units", "collapse_patience"):
+            require(
+                settings[key] is None or not self.app.makes_trial_runs,
+                f"hydra.sweeper.{key}",
+                "only vae-train's trials measure active latent units; this app's do not",
+            )
         checked = self.app.check(self.task_config, list(request.fixed), space, len(directions), self.config.hydra)
         tracking = checked.tracking
         sampler_name, sampler_seed, sampler_options = request.sampler
@@ -267,6 +269,7 @@ class OptunaSweeperImpl:
         with study_lock(storage, plan.study_name):  # one process at a time sets a study up, a kill anywhere is safe
             study, created = open_study(plan.study_name, storage, directions, sampler, pruner)
             check_space_fits(study, space)
+            record_command(study, request.arguments, self.config.hydra.overrides.hydra)
             if checked.metric_names and study.metric_names != list(checked.metric_names):
                 with warnings.catch_warnings():  # "experimental" since Optuna 3.2, unchanged since
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

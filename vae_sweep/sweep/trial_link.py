@@ -8,6 +8,7 @@ number is the trial number.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,14 @@ from vae_sweep.names import (
     EPOCH_METRICS,
     FAILURE_REASON_ATTR,
     PARENT_RUN_ATTR,
+    POSTERIOR_COLLAPSE_TAG,
+    PRUNED_FOR_ATTR,
     RUN_ID_ATTR,
     STUDY_NAME_TAG,
     TRIAL_NUMBER_TAG,
     TRIAL_STATE_TAG,
 )
+from vae_sweep.sweep.replicates import replicate_tags
 from vae_sweep.sweep.retry import previous_attempts
 from vae_sweep.sweep.samplers_and_pruners import make_pruner, pruner_choice
 from vae_sweep.sweep.settings import SWEEPER_TARGET
@@ -70,6 +74,30 @@ class PruningCallback:
                 self.link.report(metrics[self.metric], step)
 
 
+class CollapseWatch:
+    """``hydra.sweeper.collapse_patience``: prune a trial whose validation set has had no active
+    latent unit for ``patience`` validated epochs in a row once its KL weight reached its
+    highest so far (the warm-up is over: ``beta`` stopped rising). A collapsed posterior rarely
+    recovers under full KL weight, and every epoch after is spent on a model that ignores z."""
+
+    def __init__(self, link: TrialLink, patience: int) -> None:
+        self.link = link
+        self.patience = patience
+        self.top_beta = -math.inf
+        self.collapsed = 0
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        if "val_active_units" not in metrics:  # an epoch without validation
+            return
+        beta = metrics.get("beta", 1.0)
+        warmed_up = beta >= self.top_beta
+        self.top_beta = max(self.top_beta, beta)
+        self.collapsed = self.collapsed + 1 if warmed_up and metrics["val_active_units"] == 0 else 0
+        if self.collapsed >= self.patience:
+            self.link.set_attr(PRUNED_FOR_ATTR, POSTERIOR_COLLAPSE_TAG)
+            raise TrainingPruned(epoch)
+
+
 class OwnershipCheck:
     """Once per heartbeat interval, whether the trial is still this worker's. A worker paused past
     the grace period (Ctrl-Z, a suspended laptop) wakes up to find its trial failed and retried
@@ -101,6 +129,7 @@ class TrialLink:
     heartbeat_interval: float | None
     tracking_uri: str | None = None  # hydra.sweeper.tracking_uri: an app other than vae-train
     min_active_units: int | None = None  # hydra.sweeper.min_active_units
+    collapse_patience: int | None = None  # hydra.sweeper.collapse_patience
 
     def record_constraints(self, metrics: dict[str, float]) -> None:
         """``active_units >= min_active_units`` as Optuna's constraint (feasible when <= 0), set
@@ -119,6 +148,8 @@ class TrialLink:
             callbacks.append(OwnershipCheck(self.storage, self.trial_id, self.number, self.heartbeat_interval))
         if self.pruning:
             callbacks.append(PruningCallback(self, objective if objective in EPOCH_METRICS else "val_loss"))
+        if self.collapse_patience:
+            callbacks.append(CollapseWatch(self, self.collapse_patience))
         return callbacks
 
     def report(self, value: float, step: int) -> None:
@@ -138,6 +169,7 @@ class TrialLink:
             STUDY_NAME_TAG: self.study_name,
             TRIAL_NUMBER_TAG: str(self.trial.number),
             TRIAL_STATE_TAG: "RUNNING",
+            **replicate_tags(self.storage.get_trial(self.trial_id)),
         }
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
@@ -208,4 +240,5 @@ def link_current_job() -> TrialLink | None:
         heartbeat_interval=sweeper.get("heartbeat_interval") or None,
         tracking_uri=sweeper.get("tracking_uri"),
         min_active_units=sweeper.get("min_active_units"),
+        collapse_patience=sweeper.get("collapse_patience"),
     )

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 # Burda et al. (2015), "Importance Weighted Autoencoders", section 5.2.
 ACTIVE_UNIT_THRESHOLD = 0.01
+# Nats per example no model of real data comes near (8 bits for each dimension of a 10-megapixel
+# image is 6e7): a loss beyond it is weights that blew up, finite but as diverged as a NaN. Left
+# as finite numbers, one such run (1e25 nats) was the mean of a whole option's replicates.
+EXPLODED_NATS = 1e12
+LOSS_TERMS = ("_loss", "_recon", "_kl", "_iwae")
 EVAL_ROWS = 8192  # rows per evaluation chunk (examples x importance samples), bounds memory
 
 
@@ -342,6 +347,11 @@ def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def check_finite(metrics: dict[str, float], epoch: int) -> None:
+    """A non-finite metric, or a loss term beyond ``EXPLODED_NATS``, is a diverged run."""
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if bad:
         raise TrainingDiverged("nan_loss", epoch, detail=f"non-finite {', '.join(bad)}", metrics=metrics)
+    exploded = sorted(name for name, value in metrics.items() if name.endswith(LOSS_TERMS) and value > EXPLODED_NATS)
+    if exploded:
+        values = ", ".join(f"{name} {metrics[name]:.3g}" for name in exploded)
+        raise TrainingDiverged("nan_loss", epoch, detail=f"exploded: {values} > {EXPLODED_NATS:g}", metrics=metrics)
