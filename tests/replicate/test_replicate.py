@@ -53,16 +53,22 @@ def vae_replicate(folder: Path, *args: str) -> subprocess.CompletedProcess:
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
     )
 
 
 @pytest.fixture(scope="module")
 def replicated(finished_study, tmp_path_factory: pytest.TempPathFactory) -> Replicated:
-    """One seed per configuration, then two (one more each), then the same command again."""
+    """One seed per configuration, then two (one more each) with two workers, then the same
+    command again. (With worker processes, a connection vae-replicate left open once hid what
+    they wrote from the sweep's own process, which relaunched them for ever.)"""
     folder = tmp_path_factory.mktemp("replicated") / "study"
     shutil.copytree(finished_study.folder, folder)
-    outputs = [vae_replicate(folder, "--top", "1", "--seeds", str(seeds)) for seeds in (1, 2, 2)]
+    outputs = [
+        vae_replicate(folder, "--top", "1", "--seeds", "1"),
+        vae_replicate(folder, "--top", "1", "--seeds", "2", "hydra.sweeper.n_jobs=2"),
+        vae_replicate(folder, "--top", "1", "--seeds", "2", "hydra.sweeper.n_jobs=2"),
+    ]
     for out in outputs:
         assert out.returncode == 0, out.stderr[-3000:]
     return Replicated(folder, outputs)

@@ -229,10 +229,7 @@ def intervals_figure(tables: Mapping[str, pd.DataFrame], metric: str) -> Figure:
         ax.plot(rows["mean"][~has], y[~has], "o", mfc="none", color="tab:blue")
         ax.set_yticks(
             y,
-            [
-                f"{row.option}\n{row.configs} cfg x {row.runs / max(row.configs, 1):.3g} seeds"
-                for row in rows.itertuples()
-            ],
+            [f"{row.option}\n{row.configs} configs, {row.runs} runs" for row in rows.itertuples()],
         )
         ax.set_title(name)
         ax.set_xlabel(label(metric))

@@ -109,6 +109,8 @@ class Verdicts:
         lines = []
         for name, table in self.tables.items():
             found = self.differences.get(name, [])
+            if len(table) < 2:  # one option everywhere: nothing to compare
+                continue
             if not found:
                 options = ", ".join(table.loc[table["runs"] > 0, "option"].astype(str)) or "no option"
                 lines.append(f"{name}: no verdict: only {options} has two or more complete replicate runs")
