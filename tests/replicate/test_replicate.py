@@ -8,17 +8,21 @@ against the run it repeats: every param equal but ``trainer.seed``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from helpers.environment import clean_env
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from scipy import stats
 
+from vae_sweep.cli import compare
 from vae_sweep.names import REPLICATE_ATTR
 
 pytestmark = pytest.mark.slow
@@ -126,18 +130,39 @@ def test_running_it_again_adds_only_what_is_missing(replicated):
     assert "Verdicts: vae-compare fixture" in again
 
 
-def test_vae_compare_reads_the_replicates(replicated):
-    out = subprocess.run(
-        [shutil.which("vae-compare") or "vae-compare", "fixture", *BY],
-        cwd=replicated.folder,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "Verdicts from" in out.stdout and "study 'fixture-replicates'" in out.stdout
-    assert "optimizer, replicated (mean and 95% interval of val_loss over seeds)" in out.stdout
+def vae_compare(replicated: Replicated, capsys, *args: str) -> str:
+    """vae-compare's report on the replicated study (in this process: the numbers, not start-up)."""
+    stores = ["--tracking-uri", f"sqlite:///{replicated.folder}/mlflow.db", "--storage", replicated.storage]
+    assert compare(["fixture", *BY, *stores, *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_vae_compare_reads_the_replicates_and_its_numbers_are_the_runs(replicated, capsys):
+    out = vae_compare(replicated, capsys)
+    assert "Verdicts from" in out and "study 'fixture-replicates'" in out
+    assert "optimizer, replicated (mean and 95% interval of val_loss over seeds)" in out
+    report = json.loads(vae_compare(replicated, capsys, "--format", "json"))["verdicts"]
+    values: dict[str, list[float]] = {}  # per optimizer, its complete replicates' val_loss by seed
+    runs = [r for r in replicated.runs() if r.data.tags.get("replicate.of_study") == "fixture"]
+    for run in sorted(runs, key=lambda r: int(r.data.tags["replicate.seed"])):
+        if run.data.tags["optuna.trial_state"] == "COMPLETE":
+            values.setdefault(run.data.tags["technique.optimizer"], []).append(run.data.metrics["epoch/val_loss"])
+    rows = {row["option"]: row for row in report["techniques"]["optimizer"]}
+    for option, series in values.items():  # each option: its runs' mean and Student's t interval
+        low, high = stats.t.interval(0.95, len(series) - 1, loc=np.mean(series), scale=stats.sem(series))
+        assert rows[option]["runs"] == len(series)
+        assert (rows[option]["mean"], rows[option]["low"], rows[option]["high"]) == pytest.approx(
+            (np.mean(series), low, high)
+        )
+    for found in report["differences"].get("optimizer", []):  # the best against each other option
+        worse, better = values[found["worse"]], values[found["better"]]
+        # Paired when the two configurations differ only in the optimizer (seed by seed), else Welch.
+        if found["method"].startswith("paired"):
+            test = stats.ttest_rel(worse, better)
+        else:
+            test = stats.ttest_ind(worse, better, equal_var=False)
+        assert (found["low"], found["high"]) == pytest.approx(tuple(test.confidence_interval(0.95)))
+        assert found["settled"] == (found["low"] > 0)
 
 
 def test_a_study_that_does_not_exist_is_one_line_naming_those_there_are(finished_study, tmp_path):

@@ -103,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen, seeds = plan(study, args)
     name = f"{args.study}{SUFFIX}"
     added, total = enqueue(storage, name, study, chosen, seeds)
-    # Its connections closed before the sweep: one left open on SQLite kept the sweep's own
-    # process from seeing what its workers wrote (a read snapshot of the shared file).
+    # Its connections closed before the sweep runs in this process: with one left open on SQLite,
+    # the sweep never saw what its worker processes wrote and relaunched them for ever.
     storage.engine.dispose()
     print(describe(args.study, name, chosen, seeds, added, total))
     code = run_vae_train(
