@@ -77,14 +77,13 @@ class Comparison:
                 f"Ranking from single runs: one seed per configuration, no interval. vae-replicate {study} "
                 "replicates the best configurations with fresh seeds for verdicts with 95% intervals"
             ]
-        runs = sum(int(table["runs"].sum()) for table in list(self.verdicts.tables.values())[:1])
         where = (
             "the study's own runs, which repeat configurations over seeds"
             if self.replication == self.source
             else self.replication.describe()
         )
         return [
-            f"Verdicts from {runs} complete replicate runs ({where}): the mean of "
+            f"Verdicts from {self.verdicts.runs} complete replicate runs ({where}): the mean of "
             f"{label(self.metric)} over fresh seeds, 95% intervals; see docs/compare.md",
             *(f"- {sentence}" for sentence in self.verdicts.sentences()),
         ]

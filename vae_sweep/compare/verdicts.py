@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from vae_sweep.compare.tables import METRIC_PREFIX, PARAM_PREFIX, STATE_TAG, TECHNIQUE_PREFIX, TRIAL_TAG
+from vae_sweep.compare.tables import PARAM_PREFIX, TECHNIQUE_PREFIX, TRIAL_TAG, completed_values, trial_states
 from vae_sweep.compare.units import unit
 from vae_sweep.names import REPLICATE_TAG_PREFIX
 
@@ -98,6 +98,7 @@ class Difference:
 @dataclass
 class Verdicts:
     metric: str
+    runs: int  # complete replicate runs with a value: what every table divides among its options
     tables: dict[str, pd.DataFrame]  # technique -> one row per option, best mean first
     differences: dict[str, list[Difference]]  # technique -> best option against each other
     gaps: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per replicated configuration
@@ -156,10 +157,8 @@ def config_ids(runs: pd.DataFrame) -> pd.Series:
 
 def complete(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The complete replicate runs with a finite value, as ``value``, ``config`` and ``seed`` columns."""
-    column = f"{METRIC_PREFIX}{metric}"
-    states = runs.get(STATE_TAG, pd.Series("COMPLETE", index=runs.index))
-    values = pd.to_numeric(runs.get(column, pd.Series(math.nan, index=runs.index)), errors="coerce")
-    done = runs[(states == "COMPLETE") & values.notna()].copy()
+    values = completed_values(runs, metric)  # what the search's tables compare, the same way
+    done = runs[values.notna()].copy()
     done["value"] = values[done.index]
     done["config"] = config_ids(done)
     seeds = done[SEED_TAG] if SEED_TAG in done else done.get(SEED_PARAM, pd.Series("", index=done.index))
@@ -194,7 +193,7 @@ def option_table(runs: pd.DataFrame, done: pd.DataFrame, column: str, *, maximiz
                 "option": option,
                 "configs": int(done.loc[values.index, "config"].nunique()),
                 "runs": len(values),
-                "failed": int(((options == option) & (runs.get(STATE_TAG) == "FAIL")).sum()),
+                "failed": int(((options == option) & (trial_states(runs) == "FAIL")).sum()),
                 "mean": mean,
                 "low": low,
                 "high": high,
@@ -268,10 +267,10 @@ def gaps(done: pd.DataFrame, searched: pd.DataFrame | None, metric: str, *, maxi
     if searched is None:  # the study's own runs are the replicates: no search value apart from them
         return pd.DataFrame(columns=["trial", "seeds", "search", "mean", "low", "high", "gap"])
     search = {}
-    if TRIAL_TAG in searched and f"{METRIC_PREFIX}{metric}" in searched:
+    if TRIAL_TAG in searched:
         # Only a complete run's value is its search value: a pruned one's is from an earlier epoch.
-        finished = searched[searched.get(STATE_TAG, pd.Series("COMPLETE", index=searched.index)) == "COMPLETE"]
-        search = dict(zip(finished[TRIAL_TAG].astype(str), finished[f"{METRIC_PREFIX}{metric}"], strict=True))
+        values = completed_values(searched, metric)
+        search = dict(zip(searched[TRIAL_TAG].astype(str), values, strict=True))
     rows = []
     for config, values in done.groupby("config")["value"]:
         mean, low, high = mean_interval(values)
@@ -305,4 +304,4 @@ def verdicts(
         found[name] = [
             difference(done, column, own, best, str(other), maximize=maximize) for other in ranked["option"].iloc[1:]
         ]
-    return Verdicts(metric, tables, found, gaps(done, searched, metric, maximize=maximize))
+    return Verdicts(metric, len(done), tables, found, gaps(done, searched, metric, maximize=maximize))
