@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from vae_sweep.hydra_version import VERSION_BASE
+from vae_sweep.track.store_template import CACHE_ENV
 from vae_sweep.track.stores import prepare_mlflow_store
 from vae_sweep.train.config import RunConfig, parse_run_config
 
@@ -63,6 +64,16 @@ def tiny_config(tiny_overrides: tuple[str, ...]) -> Callable[..., RunConfig]:
         return parse_run_config(compose_run(*tiny_overrides, *overrides))
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vae_sweep_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's own cache (the migrated MLflow store new stores copy): never the developer's,
+    and shared by every test and every process a test starts."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,15 @@ from mlflow.tracking import MlflowClient
 
 from vae_sweep.local_stores import process_exists
 from vae_sweep.track.store_ahead import StoreAhead
+from vae_sweep.track.store_template import CACHE_ENV
 
 pytestmark = pytest.mark.slow  # each build imports MLflow and runs its migrations: seconds
+
+
+@pytest.fixture(autouse=True)
+def no_cached_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache without the migrated store, which a sweep would copy instead of building one."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("empty-cache")))
 
 
 def files(folder: Path) -> list[str]:

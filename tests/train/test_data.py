@@ -3,10 +3,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -65,6 +68,20 @@ def test_digits_splits_partition_the_data_set() -> None:
     pooled = Counter(map(tuple, torch.cat([splits.train, splits.val, splits.test]).flatten(1).tolist()))
     original = Counter(map(tuple, (torch.as_tensor(load_digits().data, dtype=torch.float32) / 16).tolist()))
     assert pooled == original  # every image in exactly one split (as a multiset: digits has duplicates)
+
+
+def test_digits_pixels_are_scikit_learns_in_its_order_without_importing_it() -> None:
+    """The bundled file read directly equals ``load_digits().data`` row by row, so splits made
+    before and after the change are the same; and reading it imports no scikit-learn."""
+    assert numpy.array_equal(data.digits_pixels(), load_digits().data)
+    script = "import sys; from vae_sweep.train.data import Digits; Digits().load(); print('sklearn' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "False"
+
+
+def test_digits_pixels_ask_scikit_learn_when_its_file_is_not_where_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    assert numpy.array_equal(data.digits_pixels(), load_digits().data)
 
 
 def test_digits_split_is_deterministic_per_seed() -> None:

@@ -6,7 +6,8 @@ builds the store on another core meanwhile. It builds it in a temporary file bes
 (named as ``local_stores.create_sqlite_atomically`` names its own, so that one left by a killed
 child is removed like theirs), which the sweep links into place only once every check has
 passed: a refused sweep leaves no store behind, and when anything goes wrong the sweep builds
-the store itself, as it would have, and reports what went wrong there.
+the store itself, as it would have, and reports what went wrong there. Once the migrated store
+is cached (``store_template``), the sweep copies it instead and no child is started.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from vae_sweep.local_stores import build_file, remove_abandoned_builds, remove_build, sqlite_file
+from vae_sweep.track.store_template import template_ready
 
 BUILD = "import sys; from vae_sweep.track.store_ahead import build; build(sys.argv[1], int(sys.argv[2]))"
 PARENT_CHECK_S = 0.2  # how soon a child whose sweep was killed stops building
@@ -43,8 +45,8 @@ class StoreAhead:
         """The build of the store at ``uri`` when it is a local SQLite file yet to be made (a
         relative one is relative to this process's folder, as the sweep's stores are)."""
         path = sqlite_file(uri) if uri else None
-        if path is None or path.exists() or not path.resolve().parent.is_dir():
-            return None
+        if path is None or path.exists() or not path.resolve().parent.is_dir() or template_ready():
+            return None  # a copy of the cached template takes milliseconds: the sweep makes it
         remove_abandoned_builds(path.resolve())  # the sweep's own build, which would, is not run now
         return cls(path.resolve())
 

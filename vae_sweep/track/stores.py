@@ -1,6 +1,7 @@
 """Reaching an MLflow store before relying on it: a dead server fails at once (MLflow's client
 would retry for minutes), a store that should exist is never created empty by a typo, and a new
-local store is made whole (every migration) before any run touches it.
+local store is made whole (every migration, or a copy of the cached migrated store) before any
+run touches it.
 
 Kept free of torch so the reporting commands start fast; MLflow is imported only to build a store.
 """
@@ -12,6 +13,7 @@ import urllib.request
 
 from vae_sweep.errors import ConfigError
 from vae_sweep.local_stores import create_sqlite_atomically, sqlite_file
+from vae_sweep.track.store_template import copy_template, save_template
 
 
 def check_reachable(uri: str, *, key: str = "tracking.uri", timeout: float = 5.0) -> None:
@@ -51,8 +53,14 @@ def prepare_mlflow_store(uri: str) -> None:
 
 
 def initialize_mlflow_store(url: str) -> None:
-    """MLflow's tables and every migration, in the new SQLite store at ``url``."""
+    """MLflow's tables and every migration, in the new SQLite store at ``url``: a copy of the
+    cached template when there is one (``store_template``), else migrated and then cached."""
+    path = sqlite_file(url)
+    if path is not None and copy_template(path):
+        return
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     SqlAlchemyStore(url, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).engine.dispose()
+    if path is not None:
+        save_template(path)
