@@ -52,6 +52,7 @@ from vae_sweep.sweep.locks import study_lock
 from vae_sweep.sweep.owners import child_pids
 from vae_sweep.sweep.plan import SweepPlan
 from vae_sweep.sweep.plots import save_plots
+from vae_sweep.sweep.plots_ahead import PlotsAhead
 from vae_sweep.sweep.preflight import check_output_folder, prepare_tracking_store
 from vae_sweep.sweep.progress import STATUS_INTERVAL_S, progress_line
 from vae_sweep.sweep.replicates import record_command
@@ -101,15 +102,24 @@ class OptunaSweeperImpl:
         if done is not None:  # before composing a trial's config, opening MLflow or making a sweep folder
             print(done)
             return []
-        # A new MLflow store's migrations run on another core while the configs are checked.
+        # A new MLflow store's migrations, and the plots' imports, run on another core meanwhile.
         ahead = StoreAhead.start(self.app.tracking_uri(self.config))
-        try:
-            plan, study, created = self.prepare(request, ahead)
-        except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
-            raise SweepInterrupted("Interrupted: run the same command again to set the study up and start it") from None
-        finally:
-            if ahead is not None:
-                ahead.cancel()
+        with PlotsAhead.started(plot_names(self.settings), request.n_trials) as plots_ahead:
+            try:
+                plan, study, created = self.prepare(request, ahead)
+            except KeyboardInterrupt:  # the study is whole whenever this lands: the next run completes it
+                raise SweepInterrupted(
+                    "Interrupted: run the same command again to set the study up and start it"
+                ) from None
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+            return self.run_study(plan, study, created, request.key, plots_ahead)
+
+    def run_study(
+        self, plan: SweepPlan, study: optuna.Study, created: bool, request: str, plots_ahead: PlotsAhead | None
+    ) -> list[WorkerSummary]:
+        """The prepared study's trials run by the workers, then its report."""
         # In place of the launcher's job listing, whose "#0" is a worker running many trials.
         log.info(
             "Study %r%s in %s: %d trials, %d at a time through the %s launcher, output in %s",
@@ -121,6 +131,8 @@ class OptunaSweeperImpl:
             launcher_name(self.config),
             self.config.hydra.sweep.dir,
         )
+        if plots_ahead is not None:
+            plots_ahead.open(plan.storage_url, plan.study_name)
         with interrupts.shielded():
             try:
                 summaries = self.run_workers(plan)
@@ -132,7 +144,7 @@ class OptunaSweeperImpl:
                 full = next((s.disk_full for s in summaries if s.disk_full), None)
                 if full:
                     raise self.disk_full(plan, full)
-                self.report(plan, summaries, request.key)
+                self.report(plan, summaries, request, plots_ahead)
             except OSError as error:  # writing the results or plots
                 if not is_disk_full(error):
                     raise
@@ -339,7 +351,9 @@ class OptunaSweeperImpl:
             f"Interrupted ({signal_name}): run the same command again to resume study {plan.study_name!r}"
         )
 
-    def report(self, plan: SweepPlan, summaries: list[WorkerSummary], request: str) -> None:
+    def report(
+        self, plan: SweepPlan, summaries: list[WorkerSummary], request: str, plots_ahead: PlotsAhead | None
+    ) -> None:
         """The sweep's end: results and plots written, the parent run finished, and what happened
         and where to look in a few lines, which a complete report also leaves in the study for a
         rerun of the same ``request`` (``finished``)."""
@@ -348,7 +362,9 @@ class OptunaSweeperImpl:
         summary = summarize(study, plan)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         results = write_results(summary, sweep_dir)
-        plots = save_plots(study, sweep_dir / "plots", plot_names(self.settings))
+        plots = plots_ahead.draw(sweep_dir / "plots") if plots_ahead else None
+        if plots is None:
+            plots = save_plots(study, sweep_dir / "plots", plot_names(self.settings))
         experiment = None  # the MLflow experiment's id, for the address of its page
         if plan.tracking_uri and plan.parent_run_id:
             from vae_sweep.sweep.parent_run import close_stale_runs, finish_parent_run, tracking_client
