@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 
 from vae_sweep.names import epoch_key
 from vae_sweep.sweep.study import make_storage
+from vae_sweep.track.store_template import CACHE_ENV
 
 pytestmark = [
     pytest.mark.slow,
@@ -248,7 +249,9 @@ def retry_of(cwd, number):
     return [t for t in trials(cwd) if t.system_attrs.get("failed_trial") == number]
 
 
-def test_a_kill_while_mlflow_creates_its_store_leaves_nothing_half_made(tmp_path):
+def test_a_kill_while_mlflow_creates_its_store_leaves_nothing_half_made(tmp_path, monkeypatch):
+    # No migrated store cached yet, as on a machine's first sweep: a copy of one takes milliseconds.
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty-cache"))
     command = sweep_command("hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none")
     sweep = start(command, tmp_path)
     try:  # MLflow's migrations take seconds: the kill lands while they run in the temporary file
