@@ -22,6 +22,7 @@ import pytest
 
 from helpers.environment import PERSONAL
 from vae_sweep.cli import train_app
+from vae_sweep.train.data import KEPT
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def as_a_new_process(cwd: Path, argv: Sequence[str], *, clean: bool) -> Iterator
     except SystemExit as exit_:
         code[0] = exit_.code if isinstance(exit_.code, int) else 1
     finally:
+        KEPT.stop()  # a sweep's worker, run here, kept its data set
         sys.argv = old_argv
         os.chdir(old_cwd)
         os.environ.update(personal)

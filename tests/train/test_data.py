@@ -119,6 +119,60 @@ def test_no_binarization_returns_train_as_is() -> None:
     assert splits.train_epoch(torch.Generator()) is splits.train
 
 
+# --- kept between runs ----------------------------------------------------------------------
+
+
+def counting_loads(monkeypatch: pytest.MonkeyPatch) -> list[Synthetic]:
+    loads: list[Synthetic] = []
+    original = Synthetic.load
+
+    def load(spec: Synthetic) -> DataSplits:
+        loads.append(spec)
+        return original(spec)
+
+    monkeypatch.setattr(Synthetic, "load", load)
+    return loads
+
+
+def test_a_kept_data_set_is_loaded_once_for_runs_that_ask_for_the_same_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = counting_loads(monkeypatch)
+    kept = data.KeptData()
+    small, other = Synthetic(n_samples=50, side=4), Synthetic(n_samples=50, side=4, split_seed=1)
+    assert kept.load(small) is not kept.load(small) and len(loads) == 2  # not kept before keep()
+    kept.keep()
+    first = kept.load(small)
+    assert kept.load(Synthetic(n_samples=50, side=4)) is first and len(loads) == 3  # equal specs: kept
+    assert not torch.equal(kept.load(other).val, first.val) and len(loads) == 4  # one field differs
+    assert kept.load(small) is not first and len(loads) == 5  # only the last one is kept
+    kept.stop()
+    assert kept.load(small) is not kept.load(small) and len(loads) == 7
+
+
+def test_a_sweeps_worker_loads_its_data_set_once_for_all_its_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers.in_process import vae_train
+
+    loads = counting_loads(monkeypatch)
+    outcome = vae_train(
+        tmp_path,
+        [
+            "-m",
+            "study=quick",
+            "debug=tiny",
+            "tracking=none",
+            "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.pruner.name=none",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+        ],
+        capsys,
+    )
+    assert outcome.code == 0, outcome.err[-2000:]
+    assert "3 COMPLETE" in outcome.out
+    assert len(loads) == 1  # one worker, in this process (n_jobs=1), three trials
+    assert not data.KEPT.keeping  # and a run after it loads afresh, as a new process would
+
+
 # --- IDX reader ----------------------------------------------------------------------------
 
 

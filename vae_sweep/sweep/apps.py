@@ -147,7 +147,11 @@ class VaeTrain(App):
         return str(hydra.runtime.choices.get("study") or DEFAULT_EXPERIMENT)
 
     def prepare_worker(self, worker: int, config: DictConfig, n_local_workers: int | None) -> None:
+        """Its share of the cores and its GPU; the data set kept from one trial to the next."""
+        from vae_sweep.train.data import KEPT
+
         share_torch(worker, n_local_workers, gpus=config.trainer.get("gpus"))
+        KEPT.keep()
 
     def preload(self) -> None:
         """Pay the process's one-time costs (seconds of imports) before claiming a trial, so that a

@@ -87,6 +87,40 @@ class DataSplits:
         return self.train
 
 
+class KeptData:
+    """The last data set a run loaded, kept for the next run of this process that asks for the
+    same one (the same spec, every field equal): a sweep's worker trains trial after trial on one
+    data set, which it loaded again for each (digits 20 ms, MNIST's files or an image folder of
+    thousands of pictures seconds). Off until ``keep()``: the sweep's workers turn it on, while a
+    single run, or a notebook that changes its files between runs, loads them each time."""
+
+    def __init__(self) -> None:
+        self.keeping = False
+        self.key: str | None = None
+        self.splits: DataSplits | None = None
+
+    def keep(self) -> None:
+        self.keeping = True
+
+    def stop(self) -> None:
+        """Keep nothing from now on, as in a new process; the kept splits are let go."""
+        self.keeping, self.key, self.splits = False, None, None
+
+    def load(self, spec: DataSpec) -> DataSplits:
+        """``spec.load()``, or the splits it gave last time. Nothing changes them in place: the
+        trainer draws new tensors for binarized epochs and moves copies to other devices."""
+        if not self.keeping:
+            return spec.load()
+        key = f"{type(spec).__module__}.{type(spec).__qualname__}:{spec!r}"
+        if key != self.key or self.splits is None:
+            self.key, self.splits = None, None  # the old data set goes before the new one comes
+            self.splits, self.key = spec.load(), key
+        return self.splits
+
+
+KEPT = KeptData()
+
+
 def _make_splits(
     train: torch.Tensor,
     val: torch.Tensor,

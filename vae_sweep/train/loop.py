@@ -26,7 +26,7 @@ from vae_sweep.errors import TrainingDiverged
 from vae_sweep.train.best_epoch import BestEpoch
 from vae_sweep.train.checkpoint import Checkpoint, fingerprint, save_checkpoint
 from vae_sweep.train.config import RunConfig, TrainerSpec
-from vae_sweep.train.data import DataSplits
+from vae_sweep.train.data import KEPT, DataSplits
 from vae_sweep.train.losses import (
     bits_per_dim,
     gaussian_kl,
@@ -110,7 +110,7 @@ def train(
     trainer = config.trainer
     device = trainer.resolve_device()
     with torch_settings(trainer):
-        data = config.data.load().to(device)
+        data = KEPT.load(config.data).to(device)
         model = config.model.build(data.sample_shape).to(device)
         check_model(model, data.sample_shape)  # a model of one's own that breaks the contract: one line, now
         if trainer.compile:
