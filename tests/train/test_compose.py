@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cloudpickle
 import optuna
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.sweep.compose import TrialComposer
@@ -72,7 +73,38 @@ def test_value_overrides_reuse_one_composition_and_do_not_leak_between_trials() 
     assert second.hydra.overrides.task == ["study=quick", "optimizer=adam", "optimizer.lr=0.002"]
     assert second.hydra.job.override_dirname == "optimizer.lr=0.002,optimizer=adam,study=quick"
     assert third.optimizer.name == "rmsprop"
-    assert list(composer.trees) == [("study=quick", "optimizer=adam"), ("study=quick", "optimizer=rmsprop")]
+    hydra_overrides = tuple(master.hydra.overrides.hydra)
+    assert list(composer.trees) == [
+        (hydra_overrides, ("study=quick", "optimizer=adam")),
+        (hydra_overrides, ("study=quick", "optimizer=rmsprop")),
+    ]
+
+
+def test_a_changed_hydra_override_of_the_master_is_composed_again() -> None:
+    """The sweep sets the launcher's n_jobs in the master's Hydra overrides before launching:
+    a composition made before that must not reach a trial after it."""
+    loader, master = hydra_for("quick")
+    composer = TrialComposer(loader, master)
+    trial = ["study=quick", "optimizer=adam", "optimizer.lr=0.01"]
+    before = composer.compose(trial)
+    with open_dict(master.hydra):
+        master.hydra.overrides.hydra = [*master.hydra.overrides.hydra, "hydra.job.name=renamed"]
+    after = composer.compose(trial)
+    assert after.hydra.job.name == "renamed" != before.hydra.job.name
+    assert OmegaConf.to_yaml(after) == OmegaConf.to_yaml(loader.load_sweep_config(master, trial))
+
+
+def test_the_composer_reaches_other_processes_with_its_compositions() -> None:
+    """Process launchers pickle the task function, and with it the sweep's composer."""
+    loader, master = hydra_for("quick")
+    composer = TrialComposer(loader, master)
+    trial = ["study=quick", "optimizer=rmsprop", "optimizer.lr=0.003"]
+    here = composer.compose(trial)
+    shipped = cloudpickle.loads(cloudpickle.dumps(composer))
+    assert list(shipped.trees) == list(composer.trees)
+    assert OmegaConf.to_yaml(shipped.compose(trial)) == OmegaConf.to_yaml(here)
+    other = ["study=quick", "optimizer=momentum", "optimizer.lr=0.003"]  # a new choice, composed there
+    assert OmegaConf.to_yaml(shipped.compose(other)) == OmegaConf.to_yaml(loader.load_sweep_config(master, other))
 
 
 def test_a_bad_value_override_fails_like_hydra() -> None:

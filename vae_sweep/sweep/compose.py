@@ -28,13 +28,26 @@ from omegaconf.errors import OmegaConfBaseException
 
 
 class TrialComposer:
-    """``compose(overrides)`` gives what ``config_loader.load_sweep_config(master, overrides)`` gives."""
+    """``compose(overrides)`` gives what ``config_loader.load_sweep_config(master, overrides)`` gives.
+
+    One composer serves the sweep's checks and its workers: a worker in the sweep's process
+    reuses the compositions the checks made, and one in another process gets them with the
+    pickled task function. The master config's Hydra overrides are part of each composition's
+    key, since the sweep sets the launcher's ``n_jobs`` there before launching."""
 
     def __init__(self, config_loader: ConfigLoader, master_config: DictConfig) -> None:
         self.config_loader = config_loader
         self.master_config = master_config
-        self.parser = OverridesParser.create()
-        self.trees: dict[tuple[str, ...], DictConfig] = {}  # group-choice overrides -> composed config
+        # (the master's Hydra overrides, the group-choice overrides) -> the composed config
+        self.trees: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
+
+    def __getstate__(self) -> dict:
+        """Without the parser and the config sources (not picklable; rebuilt where unpickled)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("parser", "sources")}
+
+    @functools.cached_property
+    def parser(self) -> OverridesParser:
+        return OverridesParser.create()
 
     @functools.cached_property
     def sources(self) -> list:
@@ -51,9 +64,10 @@ class TrialComposer:
         parsed = self.parser.parse_overrides(list(overrides))
         values = [o for o in parsed if self.sets_a_value(o)]  # each asks every config source once
         choices = tuple(o.input_line for o in parsed if o not in values)
-        tree = self.trees.get(choices)
+        key = (tuple(self.master_config.hydra.overrides.hydra), choices)
+        tree = self.trees.get(key)
         if tree is None:
-            tree = self.trees[choices] = self.config_loader.load_sweep_config(self.master_config, list(choices))
+            tree = self.trees[key] = self.config_loader.load_sweep_config(self.master_config, list(choices))
         config = copy.deepcopy(tree)
         try:
             for override in values:

@@ -212,7 +212,9 @@ class OptunaSweeperImpl:
 
     def launch(self, plan: SweepPlan, n_workers: int, *, first_job: int) -> Sequence[JobReturn]:
         set_launcher_jobs(self.config, n_workers)
-        worker = TrialWorker(plan, self.hydra_context, self.config, self.task_function, quiet=self.quiet)
+        worker = TrialWorker(
+            plan, self.hydra_context, self.config, self.task_function, composer=self.composer, quiet=self.quiet
+        )
         launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=worker, config=self.config
         )
@@ -237,6 +239,9 @@ class OptunaSweeperImpl:
                 f"hydra.sweeper.{key}",
                 "only vae-train's trials measure active latent units; this app's do not",
             )
+        # As the launch will set it (fewer only when fewer trials are left), so that the workers
+        # reuse the compositions of these checks.
+        set_launcher_jobs(self.config, settings.n_jobs)
         checked = self.app.check(self.task_config, list(request.fixed), space, len(directions), self.config.hydra)
         tracking = checked.tracking
         sampler_name, sampler_seed, sampler_options = request.sampler

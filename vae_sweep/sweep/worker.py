@@ -109,12 +109,15 @@ class TrialWorker:
         master_config: DictConfig,
         task_function: TaskFunction,
         *,
+        composer: TrialComposer | None = None,
         quiet: bool = False,
     ) -> None:
         self.plan = plan
         self.hydra_context = hydra_context
         self.master_config = master_config
         self.task_function = task_function
+        if composer is not None:  # the sweep's own, with the compositions its checks made
+            self.composer = composer
         self.quiet = quiet  # hydra.sweeper.quiet: no line per trial started or finished, failures aside
 
     def __call__(self, worker_cfg: DictConfig) -> WorkerSummary:
@@ -264,7 +267,7 @@ class TrialWorker:
 
     @functools.cached_property
     def composer(self) -> TrialComposer:
-        """Built in the worker's process, where it caches one composition per set of group choices."""
+        """One composition per set of group choices, cached for the worker's later trials."""
         return TrialComposer(self.hydra_context.config_loader, self.master_config)
 
     @functools.cached_property
