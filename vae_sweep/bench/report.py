@@ -391,6 +391,9 @@ def versus_script_section(run: VersusScript) -> list[str]:
         f"1-trial sweep (target < {RERUN_TARGET:.2f}), "
         + ("a new sweep folder written (target: none)" if run.rerun_made_folder else "no new sweep folder")
         + f". Met: **{met(rerun_ratio < RERUN_TARGET and not run.rerun_made_folder)}**.",
+        "",
+        "Where each side's start-up, trials and end go, profiled step by step: [performance-history.md]"
+        "(performance-history.md#issue-16-the-second-round-of-levers-2026-12-04).",
     ]
 
 
