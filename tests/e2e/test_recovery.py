@@ -24,8 +24,8 @@ from helpers.sweep_processes import (
     run,
     start,
     sweep_command,
-    training,
     trials,
+    wait_for_training,
     wait_until,
 )
 from mlflow.tracking import MlflowClient
@@ -264,7 +264,7 @@ def test_a_full_disk_mid_sweep_stops_in_one_line_and_the_same_command_resumes_on
     command = sweep_command("hydra.sweeper.n_trials=4", "trainer.epochs=100", "hydra.sweeper.pruner.name=none")
     sweep = start(command, small_disk)
     try:
-        wait_until(lambda: [t for t in training(small_disk) if t.number == 1], "trial 1 to train")
+        wait_for_training(sweep, small_disk, 1)
         filler = fill(small_disk)
         code, stdout, stderr = finish(sweep)
     finally:

@@ -13,6 +13,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from helpers.environment import clean_env
 from helpers.run_if import VAE_TRAIN
 from helpers.tiny import TINY_SWEEP
+from vae_sweep.local_stores import process_exists
 
 RUN_ID = "mlflow_run_id"
 OWNER = "vae_sweep.worker"
@@ -38,6 +40,21 @@ def sweep_command(*overrides: str, study: str = "s") -> list[str]:
         VAE_TRAIN, "-m", "study=quick", f"hydra.sweeper.study_name={study}", "hydra.sweeper.plots=[]",
         *TINY_SWEEP, *overrides,
     ]  # fmt: skip
+
+
+def child_gone_after_its_sweep_is_killed(make_child: str, wait_s: float) -> bool:
+    """Run ``make_child`` (Python that leaves the child's ``Popen`` in ``ahead.process``) in a
+    process that then SIGKILLs itself, as a sweep killed while its child works; whether that
+    child is gone within ``wait_s``."""
+    sweep = (
+        f"import os, signal\n{make_child}\nprint(ahead.process.pid, flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", sweep], capture_output=True, text=True, timeout=60)
+    child = int(killed.stdout.split()[0])
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and process_exists(child):
+        time.sleep(0.05)
+    return not process_exists(child)
 
 
 def start(command: Sequence[str], cwd: Path, *, session: bool = True) -> subprocess.Popen:
@@ -67,21 +84,28 @@ def kill_while_training(command: Sequence[str], cwd: Path, number: int) -> Froze
     returns that trial as it was just before."""
     process = start(command, cwd)
     try:
-        try:
-            trial = wait_until(lambda: [t for t in training(cwd) if t.number == number], f"trial {number} to train")[0]
-        except AssertionError:
-            if process.poll() is None:
-                raise
-            _, stdout, stderr = finish(process)
-            raise AssertionError(
-                f"the sweep ended (exit {process.returncode}) before trial {number} was seen training: "
-                f"{(stdout + stderr)[-3000:]}"
-            ) from None
+        trial = wait_for_training(process, cwd, number)
         process.send_signal(signal.SIGKILL)
         process.wait()
     finally:
         kill_group(process)
     return trial
+
+
+def wait_for_training(process: subprocess.Popen, cwd: Path, number: int) -> FrozenTrial:
+    """Trial ``number`` of the sweep ``process`` (run in ``cwd``) as soon as it trains; when it
+    never does, the failure says whether the sweep ended or hung, and what it printed."""
+    try:
+        return wait_until(lambda: [t for t in training(cwd) if t.number == number], f"trial {number} to train")[0]
+    except AssertionError:
+        ended = process.poll() is not None
+        if not ended:
+            kill_group(process)
+        _, stdout, stderr = finish(process)
+        how = f"ended (exit {process.returncode})" if ended else "still ran, killed"
+        raise AssertionError(
+            f"the sweep {how} before trial {number} was seen training: {(stdout + stderr)[-3000:]}"
+        ) from None
 
 
 def kill_group(process: subprocess.Popen) -> None:

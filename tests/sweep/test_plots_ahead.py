@@ -5,16 +5,14 @@ child cannot, and no child outliving its sweep."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers.sweep_processes import child_gone_after_its_sweep_is_killed
 from optuna.trial import TrialState
 
-from vae_sweep.local_stores import process_exists
 from vae_sweep.sweep.plots import save_plots
 from vae_sweep.sweep.plots_ahead import PlotsAhead
 
@@ -81,17 +79,6 @@ def test_leaving_without_drawing_stops_the_child(tmp_path: Path) -> None:
     assert ahead.process.poll() is not None
 
 
-def test_the_child_exits_when_its_sweep_is_killed(tmp_path: Path) -> None:
-    sweep = (
-        "import os, signal\n"
-        "from vae_sweep.sweep.plots_ahead import PlotsAhead\n"
-        "ahead = PlotsAhead([])\n"
-        "print(ahead.process.pid, flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    killed = subprocess.run([sys.executable, "-c", sweep], capture_output=True, text=True, timeout=60)
-    child = int(killed.stdout.split()[0])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process_exists(child):
-        time.sleep(0.05)
-    assert not process_exists(child)
+def test_the_child_exits_when_its_sweep_is_killed() -> None:
+    make = "from vae_sweep.sweep.plots_ahead import PlotsAhead\nahead = PlotsAhead([])"
+    assert child_gone_after_its_sweep_is_killed(make, wait_s=20)

@@ -3,15 +3,12 @@ only when the sweep uses it, never half made, and never outliving a killed sweep
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.sweep_processes import child_gone_after_its_sweep_is_killed
 from mlflow.tracking import MlflowClient
 
-from vae_sweep.local_stores import process_exists
 from vae_sweep.track.store_ahead import StoreAhead
 from vae_sweep.track.store_template import CACHE_ENV
 
@@ -60,19 +57,8 @@ def test_no_build_for_a_store_that_exists_or_is_not_a_local_file(tmp_path: Path)
 
 def test_the_build_stops_when_its_sweep_is_killed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    sweep = (
-        "import os, signal\n"
-        "from vae_sweep.track.store_ahead import StoreAhead\n"
-        f"ahead = StoreAhead.start({uri!r})\n"
-        "print(ahead.process.pid, flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    killed = subprocess.run([sys.executable, "-c", sweep], capture_output=True, text=True, timeout=60)
-    child = int(killed.stdout.split()[0])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and process_exists(child):
-        time.sleep(0.05)
-    assert not process_exists(child)
+    make = f"from vae_sweep.track.store_ahead import StoreAhead\nahead = StoreAhead.start({uri!r})"
+    assert child_gone_after_its_sweep_is_killed(make, wait_s=10)
     assert not (tmp_path / "mlflow.db").exists()
     again = StoreAhead.start(uri)  # the next sweep removes what the killed build left
     again.cancel()

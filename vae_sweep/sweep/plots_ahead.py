@@ -1,13 +1,13 @@
-"""The sweep's plots drawn by a child process that imported matplotlib while the trials ran.
+"""The sweep's plots drawn by a child process that imported matplotlib while the sweep started.
 
 The end of a 10-trial sweep spent about 2 s on its plots, most of it imports the trials never
 need: matplotlib, and scikit-learn for Optuna's fANOVA importances. A child started with the
 sweep makes those imports on another core while the sweep makes its own (one core's work until
 the first trial trains), then waits. At the end it draws the plots from the study's storage, so
-the sweep only waits for the drawing.
-The child says which plots it saved and why it skipped others, and the sweep logs that as if it
-had drawn them itself; when the child cannot (it died, or its answer is not one), the sweep draws
-them as it would have. A child whose sweep was killed exits at once.
+the sweep only waits for the drawing. The child says which plots it saved and why it skipped
+others, and the sweep logs that as if it had drawn them itself; when the child cannot (it died,
+or its answer is not one), the sweep draws them as it would have. A child whose sweep was
+killed exits at once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ class PlotsAhead:
     """The child that draws a study's plots ``names`` (None: the default ones) once told which."""
 
     def __init__(self, names: list[str] | None) -> None:
-        self.names = names
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVE, str(os.getpid()), json.dumps(names)],
             stdin=subprocess.PIPE,
