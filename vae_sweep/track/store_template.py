@@ -23,6 +23,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from vae_sweep.local_stores import build_file, remove_abandoned_builds
+
 CACHE_ENV = "VAE_SWEEP_CACHE_DIR"
 
 
@@ -80,9 +82,10 @@ def save_template(store: Path) -> None:
     template = template_path()
     if template is None:
         return
-    temporary = template.with_name(f".{template.name}.{os.getpid()}.new")
+    temporary = build_file(template, os.getpid())
     try:
         template.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_builds(template)  # a save cut short by a kill
         shutil.copyfile(store, temporary)
         with contextlib.closing(sqlite3.connect(temporary)) as db, db:
             db.execute("DELETE FROM experiments")  # MLflow makes its Default one where each copy is opened

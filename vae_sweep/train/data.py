@@ -112,7 +112,7 @@ class KeptData:
         if not self.keeping:
             return spec.load()
         key = f"{type(spec).__module__}.{type(spec).__qualname__}:{spec!r}"
-        if key != self.key or self.splits is None:
+        if key != self.key:
             self.key, self.splits = None, None  # the old data set goes before the new one comes
             self.splits, self.key = spec.load(), key
         return self.splits
