@@ -226,7 +226,7 @@ def train_epoch(
     examples = 0
     beta = regularization.kl_weight(epoch - 1, config.trainer.epochs)
     for index, (start, end) in enumerate(batches):
-        x = inputs[order[start:end]]
+        x = inputs.index_select(0, order[start:end])  # the same rows as inputs[...], several times faster
         with precision.autocast():
             recon, kl_per_dim, _ = negative_elbo_terms(model, x)
             beta = regularization.kl_weight(epoch - 1 + (index + 1) / len(batches), config.trainer.epochs)

@@ -1,16 +1,24 @@
 """Optimizers from config, on top of ``torch.optim``: each option file in ``conf/optimizer``
-names one spec class here, which holds its optimizer's own arguments under their torch names."""
+names one spec class here, which holds its optimizer's own arguments under their torch names.
+
+SGD, Adagrad, Adam and AdamW also take torch's ``fused``: one kernel updates every parameter,
+where the default implementation runs several per parameter tensor (on CPU, a 784-400-20 MLP
+trains about 20% faster). The option files ask for it where the device has it (``fused: null``);
+a config without the key, such as one logged before it existed, trains as it did then.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
-from vae_sweep.errors import require
+from vae_sweep.errors import ConfigError, require
 from vae_sweep.train.specs import register
 
 
@@ -25,14 +33,46 @@ class OptimizerSpec:
     def __post_init__(self) -> None:
         require(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
 
-    def build(self, params: Iterable[torch.nn.Parameter], weight_decay: float | None) -> torch.optim.Optimizer:
+    def build(self, params: Iterable[nn.Parameter], weight_decay: float | None) -> torch.optim.Optimizer:
         """``weight_decay=None`` keeps the optimizer's own default (0, or 0.01 for AdamW)."""
+        params = list(params)
         kwargs: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
+        if "fused" in kwargs:
+            kwargs["fused"] = fused_choice(kwargs["fused"], self.torch_class, params)
         if weight_decay is not None:
             kwargs["weight_decay"] = weight_decay
         return self.torch_class(params, **kwargs)
+
+
+def fused_choice(wanted: bool | None, torch_class: type[torch.optim.Optimizer], params: list[nn.Parameter]) -> bool:
+    """``fused``: null takes the fused kernel where torch has one for every parameter's device and
+    dtype; true insists on it, refused here (not at the first step) where there is none."""
+    if wanted is False:
+        return False
+    available = all(has_fused_kernel(torch_class, p.device, p.dtype) for p in params)
+    if wanted and not available:
+        kinds = sorted({f"{p.device.type} {p.dtype}".replace("torch.", "") for p in params})
+        raise ConfigError(
+            "optimizer.fused",
+            f"torch {torch.__version__} has no fused {torch_class.__name__} for {', '.join(kinds)} parameters; "
+            "use null (fused where available) or false",
+        )
+    return available
+
+
+@functools.cache
+def has_fused_kernel(torch_class: type[torch.optim.Optimizer], device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``torch_class(fused=True)`` steps a parameter of this device and dtype: torch checks
+    only at the first step, so one step on a one-element tensor asks, once per process."""
+    probe = torch.zeros(1, device=device, dtype=dtype, requires_grad=True)
+    probe.grad = torch.zeros_like(probe)
+    try:
+        torch_class([probe], lr=0.0, fused=True).step()
+    except (RuntimeError, TypeError):  # no kernel for the device or dtype; a torch without the argument
+        return False
+    return True
 
 
 def require_unit_interval(value: float, key: str, *, closed_low: bool = True) -> None:
@@ -50,6 +90,7 @@ class SGD(OptimizerSpec):
     momentum: float = 0.0
     dampening: float = 0.0
     nesterov: bool = False
+    fused: bool | None = False
     torch_class: ClassVar = torch.optim.SGD
 
     def __post_init__(self) -> None:
@@ -71,6 +112,7 @@ class Adagrad(OptimizerSpec):
     lr_decay: float = 0.0
     initial_accumulator_value: float = 0.0
     eps: float = 1e-10
+    fused: bool | None = False
     torch_class: ClassVar = torch.optim.Adagrad
 
     def __post_init__(self) -> None:
@@ -120,6 +162,7 @@ class Adam(OptimizerSpec):
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     amsgrad: bool = False
+    fused: bool | None = False
     torch_class: ClassVar = torch.optim.Adam
 
     def __post_init__(self) -> None:
