@@ -37,6 +37,7 @@ from vae_sweep.errors import (
 )
 from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.local_stores import absolute_sqlite_url
+from vae_sweep.shutdown import collect_nothing_at_exit
 from vae_sweep.suggestions import unknown_name_line
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def train_app() -> None:
     as if we had not asked. A user who sets ``HYDRA_FULL_ERROR=1`` gets full tracebacks
     of everything but our own errors.
     """
+    collect_nothing_at_exit()
     interrupts.install()
     full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -283,16 +285,19 @@ def replicate(argv: Sequence[str]) -> int:
 
 def compare_main() -> None:
     """``vae-compare``: techniques side by side from a finished study's MLflow runs."""
+    collect_nothing_at_exit()
     sys.exit(compare(sys.argv[1:]))
 
 
 def replicate_main() -> None:
     """``vae-replicate``: a study's best configurations again with fresh seeds."""
+    collect_nothing_at_exit()
     sys.exit(replicate(sys.argv[1:]))
 
 
 def reproduce_main() -> None:
     """``vae-reproduce``: re-run a logged run from its ``config.yaml`` and compare the metrics."""
+    collect_nothing_at_exit()
     sys.exit(reproduce(sys.argv[1:]))
 
 

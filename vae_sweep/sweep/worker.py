@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, TrainingPruned, is_disk_full
 from vae_sweep.names import DISK_FULL, FAILURE_REASON_ATTR, INTERRUPTED, RUN_ID_ATTR, TRIAL_STATE_TAG, WORKER_DIED
+from vae_sweep.shutdown import collect_nothing_at_exit
 from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
@@ -124,6 +125,7 @@ class TrialWorker:
         from hydra.core.hydra_config import HydraConfig
 
         summary = WorkerSummary(int(HydraConfig.get().job.num))
+        collect_nothing_at_exit()  # a launcher's worker process exits as quickly as the command; its sweep waits on it
         interrupts.install()
         logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
         self.plan.app.prepare_worker(
