@@ -35,9 +35,9 @@ from vae_sweep.errors import (
     UsageError,
     VaeSweepError,
 )
+from vae_sweep.garbage import collect_nothing_at_exit, hold_full_collections, release_after_startup
 from vae_sweep.hydra_version import VERSION_BASE
 from vae_sweep.local_stores import absolute_sqlite_url
-from vae_sweep.shutdown import collect_nothing_at_exit
 from vae_sweep.suggestions import unknown_name_line
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ def train_app() -> None:
     as if we had not asked. A user who sets ``HYDRA_FULL_ERROR=1`` gets full tracebacks
     of everything but our own errors.
     """
+    hold_full_collections()
     collect_nothing_at_exit()
     interrupts.install()
     full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -188,6 +189,7 @@ def train_task(cfg: DictConfig) -> float | list[float]:
     from vae_sweep.train.config import parse_objectives
     from vae_sweep.train.progress import run_summary
 
+    release_after_startup()  # a single run's, or the first job's of another sweeper; ours released before its trials
     link = link_current_job()
     # The run's own Hydra folder (a sweep trial's job folder), where a retry finds it.
     folder = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else Path.cwd()

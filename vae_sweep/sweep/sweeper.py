@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 
 from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, DiskFull, SweepFailed, SweepInterrupted, is_disk_full, require
+from vae_sweep.garbage import release_after_startup
 from vae_sweep.local_stores import absolute_sqlite_url, check_local_store, sqlite_file
 from vae_sweep.suggestions import unknown_name_line
 from vae_sweep.sweep.apps import App, Tracking, app_for
@@ -114,6 +115,7 @@ class OptunaSweeperImpl:
             finally:
                 if ahead is not None:
                     ahead.cancel()
+            release_after_startup()  # the study is set up; vae-train's start held full collections
             return self.run_study(plan, study, created, request.key, plots_ahead)
 
     def run_study(

@@ -35,8 +35,8 @@ from optuna.trial import TrialState
 
 from vae_sweep import interrupts
 from vae_sweep.errors import ConfigError, TrainingPruned, is_disk_full
+from vae_sweep.garbage import collect_nothing_at_exit, hold_full_collections, release_after_startup
 from vae_sweep.names import DISK_FULL, FAILURE_REASON_ATTR, INTERRUPTED, RUN_ID_ATTR, TRIAL_STATE_TAG, WORKER_DIED
-from vae_sweep.shutdown import collect_nothing_at_exit
 from vae_sweep.sweep.background import repeating
 from vae_sweep.sweep.compose import TrialComposer
 from vae_sweep.sweep.owners import Owner, host_identity, is_gone, this_process
@@ -125,7 +125,9 @@ class TrialWorker:
         from hydra.core.hydra_config import HydraConfig
 
         summary = WorkerSummary(int(HydraConfig.get().job.num))
-        collect_nothing_at_exit()  # a launcher's worker process exits as quickly as the command; its sweep waits on it
+        # A launcher's worker process starts and exits as quickly as the command (its sweep waits on it).
+        hold_full_collections()
+        collect_nothing_at_exit()
         interrupts.install()
         logging.raiseExceptions = False  # a log file on a full disk (or a closed terminal) is no traceback
         self.plan.app.prepare_worker(
@@ -134,6 +136,7 @@ class TrialWorker:
         self.plan.app.preload()
         if self.plan.tracking_uri is not None:
             preload_tracking()
+        release_after_startup()
         for variable, value in TRACKING_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(variable, value)
         with (
