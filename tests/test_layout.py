@@ -19,6 +19,7 @@ SHARED = (
     "vae_sweep.hydra_version",
     "vae_sweep.lazy_exports",
     "vae_sweep.suggestions",
+    "vae_sweep.garbage",
 )
 MAX_LINES = 450
 

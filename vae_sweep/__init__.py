@@ -16,7 +16,8 @@ The parts, and who may import whom (``tests/test_layout.py`` reads the imports a
   ``names`` (every MLflow tag, Optuna attribute and metric name), ``interrupts`` (the process's
   signal state), ``overrides`` (Hydra override text), ``local_stores`` (the SQLite files and
   folders every part writes), ``hydra_version`` (the ``version_base`` each Hydra version wants),
-  ``lazy_exports`` (names loaded from their module when first used).
+  ``lazy_exports`` (names loaded from their module when first used), ``garbage`` (when the
+  commands and the sweep's workers let the garbage collector walk the heap).
 - ``cli``: the console entry points, and the one place that turns errors into exit codes.
 
 One name is public here for any Hydra app swept by ``hydra/sweeper=vae_sweep``:
