@@ -166,26 +166,3 @@ def test_the_conv_study_trains_on_mnist_files_where_present(compose_config, tmp_
     result = train(config)
     assert result.image_shape == (1, 28, 28)
     assert result.test_inputs.unique().tolist() == [0.0, 1.0]  # the study's dynamic binarization
-
-
-@pytest.mark.parametrize("overrides", [("model=conv", "model.channels=[4]"), ("model=resnet", "model.channels=4")])
-def test_the_option_files_lay_convolution_weights_out_channels_last(conv_config, overrides) -> None:
-    spec = conv_config(*overrides, "model.latent_dim=4").model
-    assert spec.channels_last is True
-    weights = [m.weight for m in spec.build((3, 28, 28)).modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
-    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
-    assert any(not w.is_contiguous() for w in weights)  # 1x1 kernels are both; the others are not
-
-
-def test_a_config_without_the_key_keeps_the_layout_and_computes_the_same(conv_config) -> None:
-    """A conv config logged before ``channels_last`` existed builds the layout it trained with;
-    the other layout computes the same function (to float32 rounding)."""
-    spec = ConvVAESpec(channels=[4, 8])
-    assert spec.channels_last is False
-    torch.manual_seed(0)
-    plain = spec.build((1, 28, 28))
-    fast = ConvVAESpec(channels=[4, 8], channels_last=True).build((1, 28, 28))
-    fast.load_state_dict(plain.state_dict())
-    assert plain.encoder[0].weight.is_contiguous()
-    x = torch.rand(6, 1, 28, 28)
-    torch.testing.assert_close(fast.decode(fast.encode(x)[0]), plain.decode(plain.encode(x)[0]), rtol=1e-4, atol=1e-5)

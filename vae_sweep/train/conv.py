@@ -84,10 +84,6 @@ class ImageModelSpec(ModelSpec):
     likelihood: Likelihood = Likelihood.auto
     gaussian_std: float = 0.1  # a continuous likelihood's fixed (or initial) scale, in [0, 1] pixel units
     learn_variance: bool = False
-    # Convolution weights in (out, height, width, in) order, which oneDNN on CPU and cuDNN's tensor
-    # cores prefer: a conv trial ~17% faster on CPU. False, the default of a config without the key
-    # (logged before it existed), keeps the layout such runs were trained with, for their reproduction.
-    channels_last: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -136,8 +132,6 @@ class ImageVAE(VAEModule):
             nn.Linear(spec.latent_dim, flat), make_activation(spec.activation, spec.leaky_relu_slope, flat)
         )
         output_scale(self, self.likelihood, tuple(input_shape), spec.gaussian_std, spec.learn_variance)
-        if spec.channels_last:
-            self.to(memory_format=torch.channels_last)  # 4-d weights only; inputs follow them in each convolution
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.encoder(x).flatten(1)
