@@ -393,7 +393,7 @@ def versus_script_section(run: VersusScript) -> list[str]:
         + f". Met: **{met(rerun_ratio < RERUN_TARGET and not run.rerun_made_folder)}**.",
         "",
         "Where each side's start-up, trials and end go, profiled step by step: [performance-history.md]"
-        "(performance-history.md#issue-16-the-second-round-of-levers-2026-12-04).",
+        "(performance-history.md#issue-16-the-third-round-kernels-and-the-garbage-collector-2026-12-04).",
     ]
 
 
