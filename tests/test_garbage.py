@@ -99,6 +99,24 @@ def test_vae_train_collects_as_before_once_set_up(tmp_path, sweep) -> None:
     assert "at exit: frozen defaults" in out
 
 
+def test_a_process_that_goes_on_after_a_command_gets_pythons_collector_back() -> None:
+    out = python(
+        AT_EXIT
+        + textwrap.dedent(
+            """
+            from vae_sweep.garbage import (
+                collect_as_python_does, collect_nothing_at_exit, hold_full_collections, release_after_startup,
+            )
+            hold_full_collections(); release_after_startup(); hold_full_collections(); collect_nothing_at_exit()
+            collect_as_python_does()
+            print("after:", gc.get_freeze_count(), gc.get_threshold() == defaults)
+            """
+        )
+    )
+    assert "after: 0 True" in out
+    assert "at exit: not frozen defaults" in out
+
+
 def test_importing_the_package_keeps_pythons_collector() -> None:
     out = python(AT_EXIT + "import vae_sweep.cli, vae_sweep.sweep.worker")
     assert "at exit: not frozen defaults" in out

@@ -18,8 +18,9 @@ shutdowns, the removal of temporary folders by ``weakref.finalize``), and refere
 frees and finalizes each object as its module is cleared; what is skipped is collecting reference
 cycles, whose finalizers Python never promises to run at exit.
 
-All three are for our console entry points and our sweep's workers: a library that imports
-vae_sweep keeps Python's collector as it is.
+They are for our console entry points and our sweep's workers: a library that imports vae_sweep
+keeps Python's collector as it is, and ``collect_as_python_does`` gives it back to a process
+that goes on after a command.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ def release_after_startup() -> None:
         gc.freeze()
         gc.set_threshold(*_held_thresholds)
         _held_thresholds = None
+
+
+def collect_as_python_does() -> None:
+    """Undo all of it in a process that goes on after a command (a test that runs ``vae-train``
+    in its own process): what was frozen is collected again, whatever was held is released."""
+    global _held_thresholds
+    if _held_thresholds is not None:
+        gc.set_threshold(*_held_thresholds)
+        _held_thresholds = None
+    gc.unfreeze()
+    atexit.unregister(gc.freeze)
 
 
 def collect_nothing_at_exit() -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from helpers.environment import PERSONAL
 from vae_sweep.cli import train_app
+from vae_sweep.garbage import collect_as_python_does
 from vae_sweep.train.data import KEPT
 
 
@@ -55,6 +56,7 @@ def as_a_new_process(cwd: Path, argv: Sequence[str], *, clean: bool) -> Iterator
         code[0] = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         KEPT.stop()  # a sweep's worker, run here, kept its data set
+        collect_as_python_does()  # the command held and froze the collector for its own process
         sys.argv = old_argv
         os.chdir(old_cwd)
         os.environ.update(personal)
