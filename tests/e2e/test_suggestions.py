@@ -55,7 +55,8 @@ def refused(cwd: Path, *argv: str) -> str:
         ),
         (
             ["optimizer.lrr=0.1"],
-            "optimizer.lrr: no such key; did you mean optimizer.lr? (optimizer has: amsgrad, betas, eps, fused, lr, name)",
+            "optimizer.lrr: no such key; did you mean optimizer.lr? "
+            "(optimizer has: amsgrad, betas, eps, fused, lr, name)",
         ),
         (["epochz=3"], f"epochz: no such key; did you mean trainer.epochs? (top-level keys and groups: {TOP_LEVEL})"),
         (["studdy=quick"], f"studdy: no such key; did you mean study? (top-level keys and groups: {TOP_LEVEL})"),
@@ -95,7 +96,10 @@ def test_a_misspelt_sweeper_setting_names_the_setting_meant(tmp_path: Path):
     ("argv", "line"),
     [
         (["optimizer=zzz"], f"optimizer=zzz: no such option (optimizer has: {OPTIMIZERS})"),
-        (["optimizer.momentum=0.9"], "optimizer.momentum: no such key (optimizer has: amsgrad, betas, eps, fused, lr, name)"),
+        (
+            ["optimizer.momentum=0.9"],
+            "optimizer.momentum: no such key (optimizer has: amsgrad, betas, eps, fused, lr, name)",
+        ),
         (["zzz=1"], f"zzz: no such key (top-level keys and groups: {TOP_LEVEL})"),
         (["model.latent_dim.x=1"], "model.latent_dim.x: no such key (model.latent_dim has no keys below it)"),
     ],
@@ -171,7 +175,10 @@ def test_a_misspelt_value_names_the_value_meant(overrides: list[str], message: s
         ),
         (["trainer.progress=loud"], "trainer.progress: must be one of auto, bar, lines, off, got 'loud'"),
         (["objective=accuracy"], "objective: unknown metric 'accuracy'; choose one of train_loss, train_recon, "),
-        (["+optimizer.nope=1"], "optimizer.nope: unknown key for 'adam'; allowed keys: amsgrad, betas, eps, fused, lr, name"),
+        (
+            ["+optimizer.nope=1"],
+            "optimizer.nope: unknown key for 'adam'; allowed keys: amsgrad, betas, eps, fused, lr, name",
+        ),
         (
             ["data._target_=vae_sweep.train.optimizers.Adam"],
             "data._target_: 'vae_sweep.train.optimizers.Adam' is not allowed here; allowed: ",

@@ -86,7 +86,7 @@ def test_a_sampler_that_fails_fails_that_trial_with_its_reason_not_the_worker() 
     plan = type("Plan", (), {"space": SPACE, "base_overrides": ()})()
     worker = TrialWorker(plan, hydra_context=None, master_config=None, task_function=None)  # type: ignore[arg-type]
     study.tell(study.ask(), 1.0)
-    outcome = worker.run_trial(study.ask())  # sampling is the first step of a trial: it fails there
+    outcome = worker.run_trial(study.ask(), study.trials)  # sampling is the first step of a trial: it fails there
     assert outcome.state is TrialState.FAIL
     assert outcome.reason == "ImportError: No module named 'cmaes'"
 

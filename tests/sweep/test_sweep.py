@@ -299,7 +299,11 @@ def test_a_plain_name_switches_the_study_files_sampler_and_pruner(workdir):
     out = run_here(workdir, [*argv, "hydra.sweeper.pruner=none", "hydra.sweeper.sampler=random"])
     assert out.returncode == 0, out.stderr
     study = load_study(workdir, "techniques")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    # The plain name drops the study file's seed with its options: the draws differ from run to
+    # run, and a diverging one (adadelta at lr 3, say) is a trial failed for its own reason (nan_loss).
+    outcomes = [(t.state.name, t.user_attrs.get("failure_reason", "")) for t in study.trials]
+    assert len(outcomes) == 2
+    assert all(state == "COMPLETE" or reason == "nan_loss" for state, reason in outcomes), outcomes
     _, parents, _ = runs(workdir)
     settings = parents[0].data.params  # the study's settings, as the sweep used them
     assert (settings["sampler"], settings["pruner"]) == ("random", "none")

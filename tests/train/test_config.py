@@ -60,6 +60,22 @@ def test_a_saved_plain_config_parses_the_same(compose_config: Compose) -> None:
     assert parse_run_config(saved) == parse_run_config(cfg)
 
 
+def test_a_config_parsed_again_is_a_copy_and_a_bad_one_fails_again(compose_config: Compose) -> None:
+    """A worker's trials parse the same groups again (kept from the first parse): each parse must
+    still be its own object, and a refused value must be refused every time, not remembered."""
+    cfg = compose_config("model.latent_dim=7")
+    first = parse_run_config(cfg)
+    first.model.latent_dim = 99
+    first.trainer.epochs = 1
+    again = parse_run_config(cfg)
+    assert (again.model.latent_dim, again.trainer.epochs) == (7, cfg.trainer.epochs)
+    assert again.model is not first.model
+    bad = compose_config("model.latent_dim=0")
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"model\.latent_dim"):
+            parse_run_config(bad)
+
+
 # --- one clear error per bad value -----------------------------------------------------------
 
 

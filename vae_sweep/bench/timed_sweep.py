@@ -73,9 +73,11 @@ def install(timers: Timers) -> None:
     patch(training, "train_and_track", "vae-sweep: validate the config")  # vae-train imports it when it runs
     patch(training, "train", TRAINING)
     patch(space.SearchSpace, "sample", "Optuna: sample the parameters")
-    for name in ("claim_trial", "tell", "fail_stale_trials", "failure_rate_exceeded"):
-        patch(worker, name, "Optuna: claim, tell, stale and failure checks")
-    patch(worker.SweepPlan, "load_study", "Optuna: claim, tell, stale and failure checks")
+    optuna_steps = "Optuna: claim, tell, read the trials, stale and failure checks"
+    for name in ("claim_trial", "tell", "fail_stale_trials", "fail_dead_trials", "failure_rate_exceeded"):
+        patch(worker, name, optuna_steps)
+    patch(worker.SweepPlan, "load_study", optuna_steps)
+    worker.StudyProgress.read = classmethod(timers.wrap(optuna_steps, worker.StudyProgress.read.__func__))
     patch(trial_link, "link_current_job", "Optuna: link the job to its trial")
     patch(trial_link.PruningCallback, "on_epoch_end", "Optuna: report + should_prune each epoch")
     tracking.MlflowRun.start = classmethod(
@@ -83,10 +85,9 @@ def install(timers: Timers) -> None:
     )
     patch(tracking.MlflowRun, "on_epoch_end", "MLflow: metrics")
     patch(tracking.MlflowRun, "flush", "MLflow: metrics")
-    patch(MlflowClient, "log_text", "MLflow: artifacts (config.yaml, state_dict)")
-    patch(MlflowClient, "log_artifact", "MLflow: artifacts (config.yaml, state_dict)")
-    patch(MlflowClient, "log_image", "MLflow: images")
-    patch(tracking, "image_grid", "MLflow: images")
+    patch(tracking.MlflowRun, "upload", "MLflow: artifacts (config.yaml, state_dict, images)")
+    patch(tracking, "image_grid", "MLflow: images (drawn, PNG)")
+    patch(tracking, "write_png", "MLflow: images (drawn, PNG)")
     patch(MlflowClient, "set_terminated", "MLflow: end the run")
     after_trial = timers.wrap("MLflow: trial state + parent run progress", worker.TrialWorker.after_trial)
 

@@ -81,6 +81,13 @@ class SweepPlan:
             study_name=self.study_name, storage=storage, sampler=self.sampler(trial_number), pruner=self.pruner()
         )
 
+    def for_trial(self, study: optuna.Study, trial_number: int) -> optuna.Study:
+        """``study`` (a worker's one handle) given the sampler for ``trial_number``. Kept for the
+        worker's life, the handle keeps Optuna's cache of finished trials: each read of the study
+        then fetches only the trials that are new or unfinished, not all of them again."""
+        study.sampler = self.sampler(trial_number)
+        return study
+
 
 def trial_seed(seed: int, trial_number: int) -> int:
     """Trial ``trial_number``'s seed in a study seeded ``seed``: numpy's ``SeedSequence`` of the

@@ -15,6 +15,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import optuna
 import sqlalchemy
@@ -199,17 +200,25 @@ def ensure_budget(study: optuna.Study, n_trials: int) -> int:
     return missing
 
 
+class Claim(NamedTuple):
+    """A trial ``claim_trial`` took: the trial, its storage id, and the study's trials as read
+    right after it was taken (it among them, RUNNING)."""
+
+    trial: optuna.Trial
+    trial_id: int
+    trials: list[FrozenTrial]
+
+
 def claim_trial(
     storage: RDBStorage, study_name: str, study_for: Callable[[int], optuna.Study], owner: Owner | None
-) -> tuple[optuna.Trial, int] | None:
-    """Atomically take one WAITING trial (a slot or a retry) and return it with its storage id;
-    None when none is left.
+) -> Claim | None:
+    """Atomically take one WAITING trial (a slot or a retry); None when none is left.
 
     Unlike ``study.ask()``, this never creates a trial beyond the budget. ``study_for(number)``
-    loads the study afresh (its sampler must see every finished trial) with the sampler for
-    that trial number. The heartbeat is recorded before the claim and the owner right after it,
-    so a worker killed at any moment leaves a trial that is found stale: by its dead owner at
-    once, or by its heartbeat after the grace period.
+    gives the study with the sampler for that trial number; it is read before the trial starts,
+    so the sampler sees every trial finished so far. The heartbeat is recorded before the claim
+    and the owner right after it, so a worker killed at any moment leaves a trial that is found
+    stale: by its dead owner at once, or by its heartbeat after the grace period.
     """
     study_id = storage.get_study_id_from_name(study_name)
     heartbeats = storage.get_heartbeat_interval() is not None
@@ -224,8 +233,8 @@ def claim_trial(
                 study = study_for(waiting.number)
                 # Optuna wraps an RDB storage in a cache that can only write to trials it has
                 # read: read them all (every sampler wants them anyway) before the trial starts.
-                study.get_trials(deepcopy=False)
-                return optuna.Trial(study, trial_id), trial_id
+                trials = study.get_trials(deepcopy=False)
+                return Claim(optuna.Trial(study, trial_id), trial_id, trials)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return None
@@ -267,11 +276,11 @@ def fail_stale_trials(study: optuna.Study) -> None:
 
 @contextlib.contextmanager
 def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
-    """Record the trial's heartbeat in the background while it runs."""
+    """Record the trial's heartbeat in the background while it runs; the first, ``claim_trial``
+    recorded as it took the trial."""
     interval = storage.get_heartbeat_interval()
     if interval is None:
         yield
         return
-    storage.record_heartbeat(trial_id)
     with repeating(interval, lambda: storage.record_heartbeat(trial_id), f"heartbeat-{trial_id}"):
         yield

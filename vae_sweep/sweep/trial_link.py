@@ -122,6 +122,7 @@ class OwnershipCheck:
 class TrialLink:
     trial: optuna.Trial
     trial_id: int
+    frozen: FrozenTrial  # as the job found it: what it was enqueued with (retry links, replicate) is fixed
     storage: RDBStorage
     study_name: str
     parent_run_id: str | None
@@ -169,7 +170,7 @@ class TrialLink:
             STUDY_NAME_TAG: self.study_name,
             TRIAL_NUMBER_TAG: str(self.trial.number),
             TRIAL_STATE_TAG: "RUNNING",
-            **replicate_tags(self.storage.get_trial(self.trial_id)),
+            **replicate_tags(self.frozen),
         }
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
@@ -196,7 +197,7 @@ class TrialLink:
         study_id = self.storage.get_study_id_from_name(self.study_name)
         earlier: list[FrozenTrial] = [
             self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(study_id, number))
-            for number in previous_attempts(self.storage.get_trial(self.trial_id))
+            for number in previous_attempts(self.frozen)
         ]
         if not earlier:
             return None
@@ -212,6 +213,15 @@ def job_storage(url: str) -> RDBStorage:
     return make_storage(url)
 
 
+@functools.lru_cache(maxsize=4)
+def job_study(url: str, study_name: str, study_id: int) -> optuna.Study:
+    """One handle per process and study (``study_id`` tells a study made again under the same name,
+    ``hydra.sweeper.fresh=true``, from the one it replaced): Optuna caches the finished trials it
+    has read, which the pruner reads again at every epoch of every trial. The sampler is
+    irrelevant here: this handle only reports and asks the pruner."""
+    return optuna.load_study(study_name=study_name, storage=job_storage(url), sampler=optuna.samplers.RandomSampler())
+
+
 def link_current_job() -> TrialLink | None:
     """The trial this Hydra job runs for, or None outside a sweep by our sweeper."""
     if not HydraConfig.initialized():
@@ -223,16 +233,14 @@ def link_current_job() -> TrialLink | None:
     storage = job_storage(sweeper.storage)
     multi_objective = not isinstance(sweeper.direction, str)
     pruner_name, pruner_options = pruner_choice(sweeper.pruner)
-    pruner = make_pruner(pruner_name, pruner_options, multi_objective=multi_objective)
-    # The sampler is irrelevant here: this handle only reports and asks the pruner.
-    study = optuna.load_study(
-        study_name=sweeper.study_name, storage=storage, sampler=optuna.samplers.RandomSampler(), pruner=pruner
-    )
     study_id = storage.get_study_id_from_name(sweeper.study_name)
+    study = job_study(sweeper.storage, sweeper.study_name, study_id)
+    study.pruner = make_pruner(pruner_name, pruner_options, multi_objective=multi_objective)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(hydra_cfg.job.num))
     return TrialLink(
         trial=optuna.Trial(study, trial_id),
         trial_id=trial_id,
+        frozen=storage.get_trial(trial_id),
         storage=storage,
         study_name=sweeper.study_name,
         parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),

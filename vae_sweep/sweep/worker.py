@@ -23,7 +23,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import optuna
@@ -152,36 +152,38 @@ class TrialWorker:
         """Claim and run trials until none is left here or elsewhere, too many failed, a signal
         came, or the disk is full (then the stores are as the last whole write left them)."""
         waiting = Waiting()
+        study = self.plan.load_study(storage)  # one handle: Optuna caches the finished trials it read
+        if failure_rate_exceeded(study.get_trials(deepcopy=False), self.plan.max_failure_rate):
+            summary.stopped_for_failures = True
+            return
         while interrupts.requested() is None and summary.disk_full is None:
             try:
-                if not self.next_trial(storage, owner, summary, waiting):
+                if not self.next_trial(storage, study, owner, summary, waiting):
                     return
             except Exception as error:
                 if not is_disk_full(error):
                     raise
                 summary.disk_full = first_line(error)
 
-    def next_trial(self, storage: RDBStorage, owner: Owner | None, summary: WorkerSummary, waiting: Waiting) -> bool:
-        """Claim one trial and run it, or wait a moment for trials run elsewhere; False when done."""
-        study = self.plan.load_study(storage)
+    def next_trial(
+        self, storage: RDBStorage, study: optuna.Study, owner: Owner | None, summary: WorkerSummary, waiting: Waiting
+    ) -> bool:
+        """Claim one trial and run it, or wait a moment for trials run elsewhere; False when done
+        (or when too many trials failed, as read once this one ended)."""
         fail_stale_trials(study)
         fail_dead_trials(study, storage, self.plan.retry())
-        if failure_rate_exceeded(study, self.plan.max_failure_rate):
-            summary.stopped_for_failures = True
-            return False
-        claimed = claim_trial(
-            storage, self.plan.study_name, lambda number: self.plan.load_study(storage, number), owner
-        )
+        claimed = claim_trial(storage, self.plan.study_name, lambda number: self.plan.for_trial(study, number), owner)
         if claimed is None:
             others = trials_to_wait_for(storage, self.plan.study_name, self.plan.launch_id, self.plan.heartbeats)
             if others:
                 waiting.wait(others)
             return bool(others)
-        trial, trial_id = claimed
+        trial, trial_id, trials = claimed
         with heartbeat(storage, trial_id):
-            outcome = self.run_trial(trial)
+            outcome = self.run_trial(trial, trials)
         recorded = self.record(study, storage, trial, trial_id, outcome)
-        frozen = storage.get_trial(trial_id)
+        progress = StudyProgress.read(study)  # the one read of the study once the trial is over
+        frozen = next(t for t in progress.trials if t.number == trial.number)
         if recorded:
             summary.trials[trial.number] = outcome.state.name
         else:
@@ -191,10 +193,11 @@ class TrialWorker:
                 trial.number,
             )
             outcome = Outcome(TrialState.FAIL, reason=frozen.user_attrs.get(FAILURE_REASON_ATTR, WORKER_DIED))
-        self.after_trial(study, frozen, outcome)
+        self.after_trial(progress, frozen, outcome)
         if outcome.reason == DISK_FULL:
             summary.disk_full = f"trial {trial.number} failed writing to a full disk"
-        return True
+        summary.stopped_for_failures = failure_rate_exceeded(progress.trials, self.plan.max_failure_rate)
+        return not summary.stopped_for_failures
 
     def record(
         self, study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, trial_id: int, outcome: Outcome
@@ -211,8 +214,9 @@ class TrialWorker:
             self.plan.retry()(study, storage.get_trial(trial_id))
         return True
 
-    def run_trial(self, trial: optuna.Trial) -> Outcome:
-        """Sample, compose and run one trial; any failure on the way is the trial's, never the worker's."""
+    def run_trial(self, trial: optuna.Trial, trials: list[optuna.trial.FrozenTrial]) -> Outcome:
+        """Sample, compose and run one trial (``trials``: the study's, read as it was claimed); any
+        failure on the way is the trial's, never the worker's."""
         try:
             values = self.plan.space.sample(trial)
             overrides = [*self.plan.base_overrides, *self.plan.space.overrides(values)]
@@ -222,7 +226,6 @@ class TrialWorker:
         if interrupts.requested() is not None:  # claimed, but not started
             return Outcome(TrialState.FAIL, reason=INTERRUPTED)
         sampled = self.plan.space.overrides(values)[len(self.plan.space.fixed) :]
-        trials = trial.study.get_trials(deepcopy=False)
         begun = sum(1 for t in trials if t.state is not TrialState.WAITING)
         log.log(
             detail_level(self.quiet),
@@ -282,11 +285,10 @@ class TrialWorker:
 
         return tracking_client(self.plan.tracking_uri)
 
-    def after_trial(self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
+    def after_trial(self, progress: StudyProgress, frozen: optuna.trial.FrozenTrial, outcome: Outcome) -> None:
         """One progress line (the trial's own duration, the study's progress and ETA), a warning
         for a failure but an interrupted one; the trial's state and the best so far onto MLflow."""
         number = frozen.number
-        progress = StudyProgress.read(study)
         value = ", ".join(f"{v:.4f}" for v in outcome.values) if outcome.values else outcome.reason or "-"
         took = format_duration(duration_s(frozen) or 0.0)
         status = progress_line(progress.trials, also_working=1)  # this worker goes on too
@@ -299,13 +301,11 @@ class TrialWorker:
         from vae_sweep.track.run import TRACKING_ERRORS
 
         try:
-            self.record_in_mlflow(study, frozen, outcome, progress)
+            self.record_in_mlflow(frozen, outcome, progress)
         except (ConfigError, *TRACKING_ERRORS) as error:  # the trial itself is safe in Optuna
             log.warning("could not record trial %d's state and the study's progress in MLflow: %s", number, error)
 
-    def record_in_mlflow(
-        self, study: optuna.Study, frozen: optuna.trial.FrozenTrial, outcome: Outcome, progress: StudyProgress
-    ) -> None:
+    def record_in_mlflow(self, frozen: optuna.trial.FrozenTrial, outcome: Outcome, progress: StudyProgress) -> None:
         """The trial's state (and failure reason) as tags of its run, which a failed trial's run
         must not be left open with; the study's progress on the parent run."""
         from mlflow.entities import RunTag
@@ -317,7 +317,7 @@ class TrialWorker:
         run_id = frozen.user_attrs.get(RUN_ID_ATTR)
         if run_id and self.plan.app.makes_trial_runs:
             finish_trial_run(client, run_id, frozen, outcome.reason)
-        elif run_id and not continued_elsewhere(study, frozen):
+        elif run_id and not continued_elsewhere(progress.trials, frozen):
             tags = [RunTag(TRIAL_STATE_TAG, frozen.state.name)]
             if outcome.reason:
                 tags.append(RunTag(FAILURE_REASON_ATTR, outcome.reason[:5000]))
@@ -328,12 +328,12 @@ class TrialWorker:
             record_progress(client, self.plan.parent_run_id, progress)
 
 
-def continued_elsewhere(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> bool:
-    """Whether a later trial (a retry resumed from a checkpoint) has taken over this trial's run."""
+def continued_elsewhere(trials: Sequence[optuna.trial.FrozenTrial], frozen: optuna.trial.FrozenTrial) -> bool:
+    """Whether another trial of ``trials`` (a retry resumed from a checkpoint) has taken over this trial's run."""
     run_id = frozen.user_attrs.get(RUN_ID_ATTR)
+    states = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
     return any(
-        t.number != frozen.number and t.user_attrs.get(RUN_ID_ATTR) == run_id
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED))
+        t.number != frozen.number and t.state in states and t.user_attrs.get(RUN_ID_ATTR) == run_id for t in trials
     )
 
 
@@ -352,8 +352,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
             raise
 
 
-def failure_rate_exceeded(study: optuna.Study, max_rate: float) -> bool:
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+def failure_rate_exceeded(trials: Sequence[optuna.trial.FrozenTrial], max_rate: float) -> bool:
+    finished = [t for t in trials if t.state.is_finished()]
     if len(finished) < MIN_TRIALS_FOR_FAILURE_RATE:
         return False
     failed = sum(1 for t in finished if t.state is TrialState.FAIL)

@@ -1,9 +1,12 @@
-"""Image grids for the run's pictures, as uint8 arrays (MLflow writes them as PNG without a figure)."""
+"""Image grids for the run's pictures, as uint8 arrays, and as PNG files (no figure drawn)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from mlflow.tracking.multimedia import convert_to_pil_image
 
 MIN_TILE_PIXELS = 56  # small images (8x8 digits) are enlarged to at least this many pixels a side
 
@@ -33,3 +36,9 @@ def epoch_image_due(epoch: int, every: int, last: int | None) -> bool:
     ([5, 10, 12], False)
     """
     return every > 0 and (epoch % every == 0 or epoch == last)
+
+
+def write_png(image: np.ndarray, path: Path) -> Path:
+    """``image`` (an ``image_grid``) as a PNG file, converted as ``MlflowClient.log_image`` does."""
+    convert_to_pil_image(image).save(path)
+    return path

@@ -1,8 +1,9 @@
 """MLflow: one run per training, with params, technique tags, per-epoch metrics and artifacts.
 
-Everything goes through ``MlflowClient`` with explicit run ids and ``log_batch`` (one call
-per epoch), so runs can be created in any process and linked to a parent run by the
-``mlflow.parentRunId`` tag.
+Everything goes through ``MlflowClient`` with explicit run ids and ``log_batch`` (metrics
+batched, see ``MlflowRun.flush``), so runs can be created in any process and linked to a parent
+run by the ``mlflow.parentRunId`` tag; files go to the run's artifact repository, opened from
+the URI its creation returned.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 
 import requests
 import torch
-import yaml
 from mlflow.entities import DatasetInput, Experiment, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
+from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
 from vae_sweep.errors import ConfigError
 from vae_sweep.local_stores import check_local_store
@@ -41,7 +44,8 @@ from vae_sweep.names import (
 )
 from vae_sweep.track.datasets import dataset_input
 from vae_sweep.track.history import metric_history
-from vae_sweep.track.images import epoch_image_due, image_grid
+from vae_sweep.track.images import epoch_image_due, image_grid, write_png
+from vae_sweep.track.logged_config import config_yaml, flatten, without_passwords
 from vae_sweep.track.logged_model import ModelUpload
 from vae_sweep.track.stores import check_reachable, prepare_mlflow_store
 from vae_sweep.track.tags import environment_tags, model_label, technique_tags
@@ -63,34 +67,6 @@ METRICS_PER_BATCH = 1000
 THREADS_TAG = "runtime.torch_threads"
 DEVICE_TAG = "runtime.device"
 IMAGE_EVERY = 5  # a single run's epoch pictures, when tracking.image_every is null
-
-
-class PlainDumper(yaml.SafeDumper):
-    """Writes a value used twice out twice: vae-reproduce reads configs without YAML aliases."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": "0.1"}``; lists stay one value."""
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
-
-
-def without_passwords(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as logged: a password in ``tracking.uri`` never reaches params or config.yaml
-    (vae-reproduce replaces the URI with the store it reads from anyway)."""
-    tracking = resolved.get("tracking")
-    if not isinstance(tracking, Mapping) or "uri" not in tracking:
-        return dict(resolved)
-    return {**resolved, "tracking": {**tracking, "uri": masked(str(tracking["uri"]))}}
 
 
 @functools.lru_cache(maxsize=4)
@@ -161,9 +137,11 @@ class MlflowRun:
         config: RunConfig | None = None,
         sweep_trial: bool = False,
         experiment_id: str | None = None,
+        artifact_uri: str | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
+        self.artifact_uri = artifact_uri  # as the run's creation returned it; looked up if not known
         self.spec = spec
         self.config = config
         self.experiment_id = experiment_id
@@ -209,16 +187,21 @@ class MlflowRun:
             run_name=run_name,
             tags=all_tags,
         )
-        this = cls(client, run.info.run_id, spec, config=config, sweep_trial=sweep_trial, experiment_id=experiment)
-        resolved = without_passwords(resolved)
-        params = [Param(key, value) for key, value in flatten(resolved).items()]
+        this = cls(
+            client,
+            run.info.run_id,
+            spec,
+            config=config,
+            sweep_trial=sweep_trial,
+            experiment_id=experiment,
+            artifact_uri=run.info.artifact_uri,
+        )
+        params = [Param(key, value) for key, value in flatten(without_passwords(resolved)).items()]
         for start in range(0, len(params), PARAMS_PER_BATCH):
             batch = params[start : start + PARAMS_PER_BATCH]
             this.send("params", functools.partial(client.log_batch, this.run_id, params=batch))
-        config_yaml = yaml.dump(dict(resolved), Dumper=PlainDumper, sort_keys=False)
-        this.send(
-            CONFIG_ARTIFACT, functools.partial(client.log_text, this.run_id, config_yaml, CONFIG_ARTIFACT), ARTIFACTS
-        )
+        upload = functools.partial(this.upload_text, config_yaml(resolved), CONFIG_ARTIFACT)
+        this.send(CONFIG_ARTIFACT, upload, ARTIFACTS)
         return this
 
     @classmethod
@@ -242,10 +225,37 @@ class MlflowRun:
                 client.delete_tag(run_id, key)
         if tags:
             client.log_batch(run_id, tags=[RunTag(key, value) for key, value in tags.items()])
-        this = cls(client, run_id, spec, config=config, sweep_trial=True, experiment_id=run.info.experiment_id)
+        this = cls(
+            client,
+            run_id,
+            spec,
+            config=config,
+            sweep_trial=True,
+            experiment_id=run.info.experiment_id,
+            artifact_uri=run.info.artifact_uri,
+        )
         history = metric_history(client, run_id, "train_loss")
         this.logged_through = max((m.step for m in history), default=0)
         return this
+
+    @functools.cached_property
+    def artifacts(self) -> ArtifactRepository:
+        """The run's artifact store, as MLflow's client opens it, but from the URI the run's
+        creation returned: the client looks the run up again (all its params, tags and metrics)
+        before its first upload of each run, about 10 ms on SQLite. A lookup that fails is tried
+        again at the next upload (a cached property keeps only a result)."""
+        uri = self.artifact_uri or self.client.get_run(self.run_id).info.artifact_uri
+        tracking_uri = self.client.tracking_uri
+        return get_artifact_repository(add_databricks_profile_info_to_artifact_uri(uri, tracking_uri), tracking_uri)
+
+    def upload(self, path: Path, folder: str | None = None) -> None:
+        self.artifacts.log_artifact(str(path), folder)
+
+    def upload_text(self, text: str, name: str) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / name
+            path.write_text(text, encoding="utf-8")
+            self.upload(path)
 
     def send(
         self, what: str, call: Callable[[], object], store: str | tuple[str, ...] = TRACKING, *, defer: bool = True
@@ -322,7 +332,7 @@ class MlflowRun:
         """The epochs so far and the checkpoint itself reach the store: a retry on another
         machine resumes from the artifact."""
         self.flush()
-        self.send("checkpoint", lambda: self.client.log_artifact(self.run_id, str(path), "checkpoint"), ARTIFACTS)
+        self.send("checkpoint", functools.partial(self.upload, path, "checkpoint"), ARTIFACTS)
 
     def log_epoch(self, metrics: Mapping[str, float], epoch: int) -> None:
         """Queue one epoch's metrics under their per-epoch keys (``epoch/val_loss``), step = epoch."""
@@ -333,19 +343,24 @@ class MlflowRun:
         now = int(time.time() * 1000)
         self.pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
-    def flush(self) -> None:
-        """Send the queued metrics in ``log_batch`` calls of at most MLflow's 1000 entries; the
-        ones a failing store did not take stay queued."""
-        while self.pending:
+    def flush(self, tags: list[RunTag] | None = None) -> bool:
+        """Send the queued metrics in ``log_batch`` calls of at most MLflow's 1000 entries, ``tags``
+        with the last one (a call fewer); the ones a failing store did not take stay queued.
+        Whether the tags were sent."""
+        tags_sent = not tags
+        while self.pending or not tags_sent:
             batch = self.pending[:METRICS_PER_BATCH]
-            send_batch = functools.partial(self.client.log_batch, self.run_id, metrics=batch)
+            with_tags = tags if len(self.pending) <= METRICS_PER_BATCH else None
+            send_batch = functools.partial(self.client.log_batch, self.run_id, metrics=batch, tags=with_tags or ())
             if not self.send("metrics", send_batch, defer=False):
                 break
             del self.pending[: len(batch)]
+            tags_sent = tags_sent or with_tags is not None
         if self.unsent_inputs:  # after the metrics: no store call of its own before training
             inputs, self.unsent_inputs = self.unsent_inputs, []
             self.send("the data set", functools.partial(self.client.log_inputs, self.run_id, datasets=inputs))
         self.last_flush = time.monotonic()
+        return tags_sent
 
     def end(self, status: str, tags: Mapping[str, str] | None = None) -> None:
         """Try the calls a failing store put off once more (MLflow's client backs off between its
@@ -355,9 +370,8 @@ class MlflowRun:
         self.failures.clear()
         for what, store, call in deferred:
             self.send(what, call, store)
-        self.flush()
-        if tags:
-            run_tags = [RunTag(key, value) for key, value in tags.items()]
+        run_tags = [RunTag(key, value) for key, value in (tags or {}).items()]
+        if not self.flush(run_tags):  # the store failed: the tags wait with the calls put off
             self.send("tags", lambda: self.client.log_batch(self.run_id, tags=run_tags))
         self.send(f"the end of the run ({status})", lambda: self.client.set_terminated(self.run_id, status))
         self.pictured = None  # the model and its data are the caller's again
@@ -376,20 +390,18 @@ class MlflowRun:
     def finish(self, result: TrainResult) -> None:
         """Final metrics, the model's state_dict, the MLflow model and pictures; then the run is FINISHED."""
         self.log_metrics({name: result.metrics[name] for name in FINAL_METRICS}, step=len(result.history))
-        final = self.pending[-len(FINAL_METRICS) :]
-        self.flush()
+        final = self.pending[-len(FINAL_METRICS) :]  # sent by ``end``, with its tags
         with tempfile.TemporaryDirectory() as folder:  # kept until the end: a put-off upload reads it
             if self.spec.log_model:
                 path = Path(folder) / "state_dict.pt"
                 torch.save(result.model.state_dict(), path)
-                upload = functools.partial(self.client.log_artifact, self.run_id, str(path), "model")
-                self.send(WEIGHTS_ARTIFACT, upload, ARTIFACTS)
+                self.send(WEIGHTS_ARTIFACT, functools.partial(self.upload, path, "model"), ARTIFACTS)
             if self.spec.log_images and result.image_shape is not None:
                 pairs = image_grid([result.test_inputs, result.reconstructions], result.image_shape)
                 samples = image_grid([result.prior_samples], result.image_shape)
                 for name, image in (("reconstructions.png", pairs), ("prior_samples.png", samples)):
-                    upload = functools.partial(self.client.log_image, self.run_id, image, artifact_file=name)
-                    self.send(name, upload, ARTIFACTS)
+                    path = write_png(image, Path(folder) / name)
+                    self.send(name, functools.partial(self.upload, path), ARTIFACTS)
             if self.mlflow_model:
                 self.send("the MLflow model", self.model_upload(result, Path(folder), final), (ARTIFACTS, TRACKING))
             self.end("FINISHED", tags={POSTERIOR_COLLAPSE_TAG: str(result.metrics["active_units"] == 0).lower()})
