@@ -213,15 +213,6 @@ def job_storage(url: str) -> RDBStorage:
     return make_storage(url)
 
 
-@functools.lru_cache(maxsize=4)
-def job_study(url: str, study_name: str, study_id: int) -> optuna.Study:
-    """One handle per process and study (``study_id`` tells a study made again under the same name,
-    ``hydra.sweeper.fresh=true``, from the one it replaced): Optuna caches the finished trials it
-    has read, which the pruner reads again at every epoch of every trial. The sampler is
-    irrelevant here: this handle only reports and asks the pruner."""
-    return optuna.load_study(study_name=study_name, storage=job_storage(url), sampler=optuna.samplers.RandomSampler())
-
-
 def link_current_job() -> TrialLink | None:
     """The trial this Hydra job runs for, or None outside a sweep by our sweeper."""
     if not HydraConfig.initialized():
@@ -233,9 +224,13 @@ def link_current_job() -> TrialLink | None:
     storage = job_storage(sweeper.storage)
     multi_objective = not isinstance(sweeper.direction, str)
     pruner_name, pruner_options = pruner_choice(sweeper.pruner)
+    pruner = make_pruner(pruner_name, pruner_options, multi_objective=multi_objective)
+    # The sampler is irrelevant here: this handle only reports and asks the pruner. (One handle
+    # per job: a study made again under the same name, hydra.sweeper.fresh=true, reuses its ids.)
+    study = optuna.load_study(
+        study_name=sweeper.study_name, storage=storage, sampler=optuna.samplers.RandomSampler(), pruner=pruner
+    )
     study_id = storage.get_study_id_from_name(sweeper.study_name)
-    study = job_study(sweeper.storage, sweeper.study_name, study_id)
-    study.pruner = make_pruner(pruner_name, pruner_options, multi_objective=multi_objective)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(hydra_cfg.job.num))
     return TrialLink(
         trial=optuna.Trial(study, trial_id),
