@@ -242,7 +242,7 @@ class MlflowRun:
     def artifacts(self) -> ArtifactRepository:
         """The run's artifact store, as MLflow's client opens it, but from the URI the run's
         creation returned: the client looks the run up again (all its params, tags and metrics)
-        before its first upload of each run, about 10 ms on SQLite. A lookup that fails is tried
+        before its first upload of each run, about 5 ms on SQLite. A lookup that fails is tried
         again at the next upload (a cached property keeps only a result)."""
         uri = self.artifact_uri or self.client.get_run(self.run_id).info.artifact_uri
         tracking_uri = self.client.tracking_uri
@@ -343,24 +343,19 @@ class MlflowRun:
         now = int(time.time() * 1000)
         self.pending += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
-    def flush(self, tags: list[RunTag] | None = None) -> bool:
-        """Send the queued metrics in ``log_batch`` calls of at most MLflow's 1000 entries, ``tags``
-        with the last one (a call fewer); the ones a failing store did not take stay queued.
-        Whether the tags were sent."""
-        tags_sent = not tags
-        while self.pending or not tags_sent:
+    def flush(self) -> None:
+        """Send the queued metrics in ``log_batch`` calls of at most MLflow's 1000 entries; the
+        ones a failing store did not take stay queued."""
+        while self.pending:
             batch = self.pending[:METRICS_PER_BATCH]
-            with_tags = tags if len(self.pending) <= METRICS_PER_BATCH else None
-            send_batch = functools.partial(self.client.log_batch, self.run_id, metrics=batch, tags=with_tags or ())
+            send_batch = functools.partial(self.client.log_batch, self.run_id, metrics=batch)
             if not self.send("metrics", send_batch, defer=False):
                 break
             del self.pending[: len(batch)]
-            tags_sent = tags_sent or with_tags is not None
         if self.unsent_inputs:  # after the metrics: no store call of its own before training
             inputs, self.unsent_inputs = self.unsent_inputs, []
             self.send("the data set", functools.partial(self.client.log_inputs, self.run_id, datasets=inputs))
         self.last_flush = time.monotonic()
-        return tags_sent
 
     def end(self, status: str, tags: Mapping[str, str] | None = None) -> None:
         """Try the calls a failing store put off once more (MLflow's client backs off between its
@@ -370,8 +365,9 @@ class MlflowRun:
         self.failures.clear()
         for what, store, call in deferred:
             self.send(what, call, store)
-        run_tags = [RunTag(key, value) for key, value in (tags or {}).items()]
-        if not self.flush(run_tags):  # the store failed: the tags wait with the calls put off
+        self.flush()
+        if tags:
+            run_tags = [RunTag(key, value) for key, value in tags.items()]
             self.send("tags", lambda: self.client.log_batch(self.run_id, tags=run_tags))
         self.send(f"the end of the run ({status})", lambda: self.client.set_terminated(self.run_id, status))
         self.pictured = None  # the model and its data are the caller's again
@@ -390,7 +386,8 @@ class MlflowRun:
     def finish(self, result: TrainResult) -> None:
         """Final metrics, the model's state_dict, the MLflow model and pictures; then the run is FINISHED."""
         self.log_metrics({name: result.metrics[name] for name in FINAL_METRICS}, step=len(result.history))
-        final = self.pending[-len(FINAL_METRICS) :]  # sent by ``end``, with its tags
+        final = self.pending[-len(FINAL_METRICS) :]
+        self.flush()
         with tempfile.TemporaryDirectory() as folder:  # kept until the end: a put-off upload reads it
             if self.spec.log_model:
                 path = Path(folder) / "state_dict.pt"
