@@ -75,10 +75,10 @@ class SweepPlan:
     def pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner_name, self.pruner_options, multi_objective=self.multi_objective)
 
-    def load_study(self, storage: RDBStorage, trial_number: int = 0) -> optuna.Study:
-        """A fresh handle on the study, with the sampler for ``trial_number``."""
+    def load_study(self, storage: RDBStorage) -> optuna.Study:
+        """A fresh handle on the study, with trial 0's sampler (``for_trial`` gives another trial's)."""
         return optuna.load_study(
-            study_name=self.study_name, storage=storage, sampler=self.sampler(trial_number), pruner=self.pruner()
+            study_name=self.study_name, storage=storage, sampler=self.sampler(), pruner=self.pruner()
         )
 
     def for_trial(self, study: optuna.Study, trial_number: int) -> optuna.Study:
