@@ -18,37 +18,37 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.utils.flop_counter import FlopCounterMode
 
+from vae_sweep.bench import progress
 from vae_sweep.bench.flops import training_flops_per_sample
 from vae_sweep.bench.gpu import GpuRun, gpu_section
+from vae_sweep.bench.page import merged, sections
 from vae_sweep.bench.report import (
-    merged,
     pruning_section,
     sampler_section,
     scaling_section,
-    sections,
     versus_script_section,
 )
 from vae_sweep.bench.sweeps import read_sweep
 from vae_sweep.bench.trainer import ThroughputRun, run_config
-from vae_sweep.bench.versus_script import VersusScript, WholeRun
+from vae_sweep.bench.versus_script import VersusScript, WholeRun, timed
 from vae_sweep.names import epoch_key
 
 NUMBER = r"-?[\d,]+(\.\d+)?"
 
 
 @pytest.fixture(scope="module")
-def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, str]:
     folder = tmp_path_factory.mktemp("bench")
     out, raw = folder / "perf.md", folder / "perf.json"
     command = [sys.executable, "-m", "vae_sweep.bench", "--quick", "--rows", "3,7", "--threads", "1", "--out", str(out)]
     result = subprocess.run([*command, "--json", str(raw)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out.read_text(), json.loads(raw.read_text())
+    return out.read_text(), json.loads(raw.read_text()), result.stderr
 
 
 @pytest.mark.slow
 def test_rows_1_and_2_compare_the_trainer_with_the_plain_loop_and_the_peak(quick_bench) -> None:
-    page, _ = quick_bench
+    page, _, _ = quick_bench
     assert re.search(rf"\| ours \(`vae_sweep.train.train`\) \| {NUMBER} \| {NUMBER} \|", page), page
     assert re.search(rf"\| plain loop \(pytorch/examples\) \| {NUMBER} \| {NUMBER} \|", page), page
     assert re.search(rf"\*\*ratio ours / plain\*\* \| {NUMBER} \| \*\*{NUMBER}\*\*", page), page
@@ -62,7 +62,7 @@ def test_rows_1_and_2_compare_the_trainer_with_the_plain_loop_and_the_peak(quick
 
 @pytest.mark.slow
 def test_row_3_breaks_a_sweep_trial_down_into_steps_that_add_up(quick_bench) -> None:
-    page, raw = quick_bench
+    page, raw, _ = quick_bench
     for step in ("Hydra: compose", "Hydra: run_job", "Optuna: claim", "MLflow: metrics", "MLflow: images"):
         assert re.search(rf"\| {re.escape(step)}[^|]* \| {NUMBER} \|", page), step
     assert re.search(r"Below 130 ms: \*\*(yes|no)\*\*; <= 5%: \*\*(yes|no)\*\*", page), page
@@ -73,10 +73,34 @@ def test_row_3_breaks_a_sweep_trial_down_into_steps_that_add_up(quick_bench) -> 
 
 @pytest.mark.slow
 def test_row_7_reports_time_per_row_and_memory(quick_bench) -> None:
-    page, raw = quick_bench
+    page, raw, _ = quick_bench
     assert re.search(rf"\| digits 8x8 \| 1,\d\d\d \| {NUMBER} \| {NUMBER} \| {NUMBER} \|", page), page
     assert len(raw["long_sweep_rss_mb"]) == 3 and all(rss > 0 for rss in raw["long_sweep_rss_mb"])  # row 3's trials
     assert "Parallel scaling" not in page  # rows not asked for are not on the page
+
+
+@pytest.mark.slow
+def test_the_bench_says_each_row_as_it_starts_and_each_run_k_of_n_as_it_ends(quick_bench) -> None:
+    *_, progress = quick_bench
+    assert "rows 1-2 (trainer vs plain loop, MLP and conv): in this process" in progress
+    assert re.search(r"row 3 \(per-trial overhead\): run 1/1 \(sweep trial\) took \d+ s\n", progress), progress
+    # Row 7's probes, each data size in a process of its own; its memory comes from row 3's sweep.
+    runs = re.findall(r"row 7 \(data sizes, memory\): run (\d+)/(\d+) \(([^)]+)\) took", progress)
+    assert [int(k) for k, _, _ in runs] == list(range(1, len(runs) + 1)) and runs[-1][0] == runs[-1][1], progress
+    assert progress.rstrip().endswith("perf.json")
+
+
+def test_a_rows_progress_estimates_the_time_left_from_the_runs_that_ended(capsys, monkeypatch) -> None:
+    clock = iter([0.0, 0.0, 60.0, 180.0])  # made and started at 0 s; runs end at 1 and 3 minutes
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    row = progress.Progress()
+    row.start_row("row 5 (pruners)", runs=3)
+    row.run_ended("pruner none, seed 0", 60.0)
+    row.run_ended("pruner none, seed 1", 120.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("] row 5 (pruners): 3 run(s)")
+    assert lines[1].endswith("run 1/3 (pruner none, seed 0) took 60 s, about 2.0 min left in the row")
+    assert lines[2].endswith("run 2/3 (pruner none, seed 1) took 120 s, about 1.5 min left in the row")
 
 
 @pytest.mark.slow
@@ -110,13 +134,36 @@ def test_a_run_of_some_rows_keeps_the_other_rows_of_the_previous_page() -> None:
 def test_row_8_judges_each_ratio_of_ours_to_the_script_against_its_target() -> None:
     run = VersusScript(trials=10, epochs=20, rerun_s=[1.0, 3.0, 2.0])
     run.one_trial = {"ours": [WholeRun(9.0, 0.5), WholeRun(8.0, 0.5)], "script": [WholeRun(8.0, 0.5)] * 2}
-    run.sweep = {"ours": [WholeRun(30.0, 20.0)] * 2, "script": [WholeRun(36.0, 24.0)] * 2}
+    run.sweep = {
+        "ours": [WholeRun(30.0, 20.0, [100.0, 140.0]), WholeRun(30.0, 20.0, [120.0])],
+        "script": [WholeRun(36.0, 24.0, [200.0, 300.0])] * 2,
+    }
     text = "\n".join(versus_script_section(run))
     assert "| 1-trial, 1-epoch sweep: wall (s) | 8.50 | 8.00 | 1.06 | <= 1.00 | **no** |" in text
     assert "| 10 x 20 sweep: wall beyond training (s) | 10.00 | 12.00 | 0.83 | <= 1.00 | **yes** |" in text
+    assert "| 10 x 20 sweep: one warm trial beyond training (ms) | 120 | 250 | 0.48 | - | - |" in text
     assert "2.00 s = 0.24 of the\n1-trial sweep (target < 0.33), no new sweep folder. Met: **yes**" in text
     run.rerun_made_folder = True
     assert "a new sweep folder written (target: none). Met: **no**" in "\n".join(versus_script_section(run))
+
+
+def test_row_8_reads_a_warm_trials_time_beyond_training_from_the_gaps_between_its_runs(tmp_path) -> None:
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("sweep")
+    parent = client.create_run(experiment, start_time=0).info.run_id
+    # Trials start at 1, 3, 4.5, 7 (it fails: no train_seconds), 8 and 9 s.
+    trials = [(1000, 1.9), (3000, 1.2), (4500, 2.3), (7000, None), (8000, 0.5), (9000, 0.4)]
+    for start_ms, train_s in trials:
+        run = client.create_run(experiment, start_time=start_ms, tags={"mlflow.parentRunId": parent}).info.run_id
+        if train_s is not None:
+            client.log_metric(run, "train_seconds", train_s)
+
+    whole = timed(tmp_path, [sys.executable, "-c", "pass"], "a stand-in")
+
+    assert whole.train_s == pytest.approx(6.3)
+    # The first trial pays the first use of everything and the last has no next start: neither counts.
+    # 3 -> 4.5 s less 1.2 s, 4.5 -> 7 s less 2.3 s, the failed trial skipped, 8 -> 9 s less 0.5 s.
+    assert whole.trial_beyond_ms == pytest.approx([300.0, 200.0, 500.0])
 
 
 @pytest.mark.parametrize("model", ["mlp_400_20", "conv"])

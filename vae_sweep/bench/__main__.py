@@ -14,11 +14,13 @@ import torch
 from vae_sweep.bench.flops import matmul_peak_gflops, training_flops_per_sample
 from vae_sweep.bench.gpu import measure_gpu
 from vae_sweep.bench.overhead import VARIANTS, measure_overhead
-from vae_sweep.bench.report import Results, merged, render
-from vae_sweep.bench.scale import data_scaling, long_sweep_rss
+from vae_sweep.bench.page import merged
+from vae_sweep.bench.progress import PROGRESS, say
+from vae_sweep.bench.report import Results, render
+from vae_sweep.bench.scale import DATA_SIZES, data_scaling, long_sweep_rss
 from vae_sweep.bench.sweeps import FULL_SIZES, QUICK_SIZES, parallel_scaling, pruning, sampler_efficiency
 from vae_sweep.bench.trainer import CONV_MODEL, measure_throughput
-from vae_sweep.bench.versus_script import versus_script
+from vae_sweep.bench.versus_script import RUNS_PER_REPEAT, versus_script
 from vae_sweep.train.config import RunConfig
 
 # Rows 1-2: (training samples, epochs per run, repeats); full is MNIST's 60k, quick only checks that it all runs.
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     load_before = os.getloadavg()[0]
     # Rows 1 and 2 share one measurement: the page always has them.
+    PROGRESS.start_row("rows 1-2 (trainer vs plain loop, MLP and conv)", runs=0)
     peak = matmul_peak_gflops(threads=args.threads)
     throughput, config = measure_throughput(n_train=n_train, epochs=epochs, threads=args.threads, repeats=repeats)
     conv_train, conv_epochs, conv_repeats = QUICK_CONV if args.quick else FULL_CONV
@@ -95,24 +98,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     if 3 in args.rows:
         trials, overhead_repeats, variants, trial_epochs = QUICK_OVERHEAD if args.quick else FULL_OVERHEAD
+        PROGRESS.start_row("row 3 (per-trial overhead)", runs=overhead_repeats * len(variants))
         results.overhead = measure_overhead(
             trials=trials, threads=OVERHEAD_THREADS, repeats=overhead_repeats, variants=variants, epochs=trial_epochs
         )
     if 4 in args.rows:
+        PROGRESS.start_row("row 4 (one worker vs two)", runs=2)
         results.scaling = parallel_scaling(sizes)
     if 5 in args.rows:
+        PROGRESS.start_row("row 5 (pruners)", runs=len(sizes.pruners) * len(sizes.pruning_seeds))
         results.pruning = pruning(sizes)
     if 6 in args.rows:
+        PROGRESS.start_row("row 6 (samplers)", runs=len(sizes.samplers) * len(sizes.sampler_seeds))
         results.samplers = sampler_efficiency(sizes)
     if 7 in args.rows:
+        long_sweep = not (args.quick and 3 in args.rows)  # a smoke run reads row 3's sweep instead
+        PROGRESS.start_row("row 7 (data sizes, memory)", runs=len(DATA_SIZES[mode]) + long_sweep)
         results.data_scaling = data_scaling(mode, args.threads)
-        if args.quick and results.overhead:  # a smoke run reads the RSS that row 3's sweep recorded
-            results.long_sweep_rss_mb = [r["rss_mb"] for runs in results.overhead.sweeps.values() for r in runs]
-        else:
+        if long_sweep:
             results.long_sweep_rss_mb = long_sweep_rss(LONG_SWEEP_TRIALS)
+        else:  # the RSS that row 3's sweep recorded
+            results.long_sweep_rss_mb = [r["rss_mb"] for runs in results.overhead.sweeps.values() for r in runs]
     if 8 in args.rows:
-        results.versus = versus_script(*(QUICK_VERSUS if args.quick else FULL_VERSUS))
+        versus = QUICK_VERSUS if args.quick else FULL_VERSUS
+        PROGRESS.start_row("row 8 (vs the hand-written script)", runs=versus[-1] * RUNS_PER_REPEAT)
+        results.versus = versus_script(*versus)
     if 9 in args.rows:
+        PROGRESS.start_row("row 9 (GPU)", runs=0)
         results.gpu = measure_gpu(args.quick)
     previous = args.out.read_text() if args.out.is_file() else None
     page = merged(render(results), previous, args.rows | {1, 2})
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results.as_dict(), indent=2) + "\n")
     print(page, end="")
+    say(f"wrote {args.out}" + (f" and {args.json}" if args.json is not None else ""))
     return 0
 
 

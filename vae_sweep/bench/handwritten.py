@@ -8,8 +8,7 @@ written the way the Optuna and MLflow docs write it: ``study.optimize`` with a T
 a parent run and ``mlflow.start_run(nested=True)`` per trial, parameters, one ``log_metric``
 call per metric per epoch, the final test loss, the weights as an artifact. It imports nothing
 of ours, so it is run by path (``python vae_sweep/bench/handwritten.py``), never as a module of
-the package. ``python -m vae_sweep.bench`` does not run it yet: its numbers so far were taken
-by hand (docs/performance-history.md, issue 16).
+the package. Row 8 of ``python -m vae_sweep.bench`` runs it beside ours (``versus_script.py``).
 
 Each trial logs ``train_seconds`` as ours do (from the first epoch's start to the last one's
 end, validation and the epoch metrics included), so that the benchmark tells the wall time

@@ -89,7 +89,7 @@ def timed_sweep(variant: str, trials: int, threads: int, epochs: int) -> list[di
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
         timings = Path(folder) / "timings.json"
         command = [sys.executable, "-m", "vae_sweep.bench.timed_sweep", str(timings)]
-        run_in(Path(folder), [*command, *sweep_overrides(variant, trials, threads, epochs)])
+        run_in(Path(folder), [*command, *sweep_overrides(variant, trials, threads, epochs)], variant)
         return json.loads(timings.read_text())[1:]
 
 

@@ -67,7 +67,7 @@ def proc_status_mb(field: str) -> float | None:
 def probe(label: str, overrides: list[str], threads: int) -> EpochProbe:
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
         out = Path(folder) / "probe.json"
-        run_in(Path(folder), [sys.executable, "-m", "vae_sweep.bench.scale", str(out), str(threads), *overrides])
+        run_in(Path(folder), [sys.executable, "-m", "vae_sweep.bench.scale", str(out), str(threads), *overrides], label)
         return EpochProbe(label=label, **json.loads(out.read_text()))
 
 
@@ -87,7 +87,7 @@ def long_sweep_rss(trials: int) -> list[float]:
             "hydra.sweeper.n_jobs=1",
             "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
         ]
-        run_in(Path(folder), [*command, *sweep])
+        run_in(Path(folder), [*command, *sweep], f"{trials} tiny trials")
         return [record["rss_mb"] for record in json.loads(timings.read_text())]
 
 

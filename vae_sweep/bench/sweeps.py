@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -21,6 +22,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from vae_sweep.bench.progress import PROGRESS
 from vae_sweep.names import RUN_ID_ATTR
 from vae_sweep.track.history import metric_history
 
@@ -48,18 +50,21 @@ class SweepResult:
         return (len(self.ends) - workers) * 3600 / window if window > 0 else float("nan")
 
 
-def run_in(folder: Path, command: list[str]) -> None:
-    """Run ``command`` in ``folder``, on the default local stores there (MLFLOW_TRACKING_URI unset)."""
+def run_in(folder: Path, command: list[str], what: str) -> None:
+    """Run ``command`` in ``folder``, on the default local stores there (MLFLOW_TRACKING_URI unset);
+    ``what`` names it in the progress line that says it ended."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.perf_counter()
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    PROGRESS.run_ended(what, time.perf_counter() - start)
 
 
-def run_sweep(overrides: list[str]) -> SweepResult:
+def run_sweep(overrides: list[str], what: str) -> SweepResult:
     """``vae-train -m OVERRIDES`` in a fresh folder with its own SQLite stores."""
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
-        run_in(Path(folder), [sys.executable, "-c", APP, "-m", *overrides])
+        run_in(Path(folder), [sys.executable, "-c", APP, "-m", *overrides], what)
         return read_sweep(Path(folder))
 
 
@@ -136,7 +141,8 @@ def parallel_scaling(sizes: Sizes) -> dict[int, SweepResult]:
                 f"hydra.sweeper.n_jobs={n_jobs}",
                 *RANDOM_FOR_QUICK,
                 "hydra.sweeper.pruner.name=none",
-            ]
+            ],
+            f"{n_jobs} worker(s)",
         )
         for n_jobs in (1, 2)
     }
@@ -175,7 +181,8 @@ def pruning(sizes: Sizes) -> dict[str, list[SweepResult]]:
                     "hydra.sweeper.n_jobs=1",
                     f"hydra.sweeper.sampler.seed={seed}",
                     *extra,
-                ]
+                ],
+                f"pruner {name}, seed {seed}",
             )
             for seed in sizes.pruning_seeds
         ]
@@ -210,7 +217,8 @@ def sampler_efficiency(sizes: Sizes) -> dict[str, list[SweepResult]]:
                     "hydra.sweeper.pruner.name=none",
                     f"hydra.sweeper.sampler.seed={seed}",
                     *extra,
-                ]
+                ],
+                f"sampler {name}, seed {seed}",
             )
             for seed in sizes.sampler_seeds
         ]

@@ -4,12 +4,14 @@ processes from the shell prompt back to it, each in a fresh folder with new SQLi
 Three comparisons, interleaved repeat by repeat so that a slower minute of the machine hits
 both sides: a 1-trial, 1-epoch sweep (start-up and end dominate it); a sweep of many trials,
 whose wall time beyond training (wall time less the trials' own ``train_seconds``, which both
-log the same way) is what each framework costs over the whole sweep; and the rerun of the
-finished 1-trial study, which should only say that it is done.
+log the same way) is what each framework costs over the whole sweep, and, read from the gaps
+between the trials' MLflow runs, what it costs per trial once the process is warm; and the rerun
+of the finished 1-trial study, which should only say that it is done.
 """
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import tempfile
@@ -30,6 +32,9 @@ OURS = ("-m", "study=quick", "hydra.sweeper.pruner.name=none")
 class WholeRun:
     wall_s: float
     train_s: float  # the trials' train_seconds, summed
+    # Per trial from the second to the last but one: from its MLflow run's start to the next one's,
+    # less its train_seconds: what one trial costs beyond training once the process is warm.
+    trial_beyond_ms: list[float] = field(default_factory=list)
 
     @property
     def beyond_training_s(self) -> float:
@@ -49,16 +54,31 @@ class VersusScript:
     def median(runs: list[WholeRun], beyond: bool = False) -> float:
         return statistics.median(r.beyond_training_s if beyond else r.wall_s for r in runs)
 
+    @staticmethod
+    def median_trial_ms(runs: list[WholeRun]) -> float:
+        """The median over all repeats' warm trials of the time beyond training (NaN: none)."""
+        trials = [ms for run in runs for ms in run.trial_beyond_ms]
+        return statistics.median(trials) if trials else float("nan")
 
-def timed(folder: Path, command: list[str]) -> WholeRun:
+
+def timed(folder: Path, command: list[str], what: str) -> WholeRun:
     """``command`` run in ``folder``; its wall time and the train_seconds its MLflow store holds."""
     start = time.perf_counter()
-    run_in(folder, command)
+    run_in(folder, command, what)
     wall = time.perf_counter() - start
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, max_results=10_000)
-    return WholeRun(wall, sum(r.data.metrics.get("train_seconds", 0.0) for r in runs))
+    trials = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags), key=lambda r: r.info.start_time)
+    return WholeRun(
+        wall,
+        sum(r.data.metrics.get("train_seconds", 0.0) for r in runs),
+        [
+            later.info.start_time - trial.info.start_time - 1000 * trial.data.metrics["train_seconds"]
+            for trial, later in itertools.pairwise(trials[1:])
+            if "train_seconds" in trial.data.metrics  # a failed trial has none
+        ],
+    )
 
 
 def ours(trials: int, epochs: int) -> list[str]:
@@ -69,6 +89,9 @@ def script(trials: int, epochs: int) -> list[str]:
     return [sys.executable, str(HANDWRITTEN), "--trials", str(trials), "--epochs", str(epochs)]
 
 
+RUNS_PER_REPEAT = 5  # each side's 1-trial sweep and sweep of many, and our rerun
+
+
 def versus_script(trials: int, epochs: int, repeats: int) -> VersusScript:
     result = VersusScript(trials, epochs)
     for repeat in range(repeats):
@@ -76,16 +99,17 @@ def versus_script(trials: int, epochs: int, repeats: int) -> VersusScript:
         sides = [("ours", ours), ("script", script)][:: 1 if repeat % 2 == 0 else -1]
         for name, command in sides:
             with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
-                result.one_trial[name].append(timed(Path(folder), command(1, 1)))
+                result.one_trial[name].append(timed(Path(folder), command(1, 1), f"{name}, 1 trial"))
                 if name == "ours":
                     before = sweep_folders(Path(folder))
                     start = time.perf_counter()
-                    run_in(Path(folder), command(1, 1))
+                    run_in(Path(folder), command(1, 1), "ours, the finished study's rerun")
                     result.rerun_s.append(time.perf_counter() - start)
                     result.rerun_made_folder |= sweep_folders(Path(folder)) != before
         for name, command in sides:
             with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
-                result.sweep[name].append(timed(Path(folder), command(trials, epochs)))
+                what = f"{name}, {trials} x {epochs}"
+                result.sweep[name].append(timed(Path(folder), command(trials, epochs), what))
     return result
 
 
