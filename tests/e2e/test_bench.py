@@ -141,29 +141,31 @@ def test_row_8_judges_each_ratio_of_ours_to_the_script_against_its_target() -> N
     text = "\n".join(versus_script_section(run))
     assert "| 1-trial, 1-epoch sweep: wall (s) | 8.50 | 8.00 | 1.06 | <= 1.00 | **no** |" in text
     assert "| 10 x 20 sweep: wall beyond training (s) | 10.00 | 12.00 | 0.83 | <= 1.00 | **yes** |" in text
-    assert "| 10 x 20 sweep: one warm trial beyond training (ms) | 120 | 250 | 0.48 | - | - |" in text
+    assert "| 10 x 20 sweep: a warm trial's bookkeeping (ms) | 120 | 250 | 0.48 | - | - |" in text
     assert "2.00 s = 0.24 of the\n1-trial sweep (target < 0.33), no new sweep folder. Met: **yes**" in text
     run.rerun_made_folder = True
     assert "a new sweep folder written (target: none). Met: **no**" in "\n".join(versus_script_section(run))
 
 
-def test_row_8_reads_a_warm_trials_time_beyond_training_from_the_gaps_between_its_runs(tmp_path) -> None:
+def test_row_8_reads_a_warm_trials_bookkeeping_from_the_gaps_between_its_runs(tmp_path) -> None:
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.create_experiment("sweep")
     parent = client.create_run(experiment, start_time=0).info.run_id
-    # Trials start at 1, 3, 4.5, 7 (it fails: no train_seconds), 8 and 9 s.
-    trials = [(1000, 1.9), (3000, 1.2), (4500, 2.3), (7000, None), (8000, 0.5), (9000, 0.4)]
-    for start_ms, train_s in trials:
+    # Trials start at 1, 3, 4.5, 7 (it fails: no train_seconds), 8 and 9 s; the one at 4.5 s spent
+    # 0.1 s of its training window logging (the script's log_seconds).
+    trials = [(1000, 1.9, None), (3000, 1.2, None), (4500, 2.3, 0.1), (7000, None, None), (8000, 0.5, None)]
+    for start_ms, train_s, log_s in [*trials, (9000, 0.4, None)]:
         run = client.create_run(experiment, start_time=start_ms, tags={"mlflow.parentRunId": parent}).info.run_id
-        if train_s is not None:
-            client.log_metric(run, "train_seconds", train_s)
+        for key, value in (("train_seconds", train_s), ("log_seconds", log_s)):
+            if value is not None:
+                client.log_metric(run, key, value)
 
     whole = timed(tmp_path, [sys.executable, "-c", "pass"], "a stand-in")
 
     assert whole.train_s == pytest.approx(6.3)
     # The first trial pays the first use of everything and the last has no next start: neither counts.
-    # 3 -> 4.5 s less 1.2 s, 4.5 -> 7 s less 2.3 s, the failed trial skipped, 8 -> 9 s less 0.5 s.
-    assert whole.trial_beyond_ms == pytest.approx([300.0, 200.0, 500.0])
+    # 3 -> 4.5 s less 1.2 s, 4.5 -> 7 s less 2.3 s plus 0.1 s, the failed trial skipped, 8 -> 9 s less 0.5 s.
+    assert whole.trial_beyond_ms == pytest.approx([300.0, 300.0, 500.0])
 
 
 @pytest.mark.parametrize("model", ["mlp_400_20", "conv"])

@@ -33,7 +33,8 @@ class WholeRun:
     wall_s: float
     train_s: float  # the trials' train_seconds, summed
     # Per trial from the second to the last but one: from its MLflow run's start to the next one's,
-    # less its train_seconds: what one trial costs beyond training once the process is warm.
+    # less its train_seconds, plus the log_seconds the script's trials spend logging inside that
+    # window: what one trial's bookkeeping costs once the process is warm.
     trial_beyond_ms: list[float] = field(default_factory=list)
 
     @property
@@ -74,7 +75,9 @@ def timed(folder: Path, command: list[str], what: str) -> WholeRun:
         wall,
         sum(r.data.metrics.get("train_seconds", 0.0) for r in runs),
         [
-            later.info.start_time - trial.info.start_time - 1000 * trial.data.metrics["train_seconds"]
+            later.info.start_time
+            - trial.info.start_time
+            - 1000 * (trial.data.metrics["train_seconds"] - trial.data.metrics.get("log_seconds", 0.0))
             for trial, later in itertools.pairwise(trials[1:])
             if "train_seconds" in trial.data.metrics  # a failed trial has none
         ],
