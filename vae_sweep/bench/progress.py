@@ -1,8 +1,8 @@
 """Where a bench run is, on stderr: a line as each row starts, and one as each of its child
 processes (a sweep, a probe, the hand-written script) ends, with run k of N and the row's time left.
 
-A full run takes the best part of an hour, and its children's output is captured to be read
-back, so without these lines it would sit silent for many minutes at a time.
+A full run takes about 20 minutes on 2 cores, and its children's output is captured to be read
+back, so without these lines it would sit silent for minutes at a time.
 """
 
 from __future__ import annotations
