@@ -90,10 +90,9 @@ def test_the_bench_says_each_row_as_it_starts_and_each_run_k_of_n_as_it_ends(qui
     assert progress.rstrip().endswith("perf.json")
 
 
-def test_a_rows_progress_estimates_the_time_left_from_the_runs_that_ended(capsys, monkeypatch) -> None:
+def test_a_rows_progress_estimates_the_time_left_from_the_runs_that_ended(capsys) -> None:
     clock = iter([0.0, 0.0, 60.0, 180.0])  # made and started at 0 s; runs end at 1 and 3 minutes
-    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
-    row = progress.Progress()
+    row = progress.Progress(clock=lambda: next(clock))
     row.start_row("row 5 (pruners)", runs=3)
     row.run_ended("pruner none, seed 0", 60.0)
     row.run_ended("pruner none, seed 1", 120.0)

@@ -50,15 +50,17 @@ class SweepResult:
         return (len(self.ends) - workers) * 3600 / window if window > 0 else float("nan")
 
 
-def run_in(folder: Path, command: list[str], what: str) -> None:
+def run_in(folder: Path, command: list[str], what: str) -> float:
     """Run ``command`` in ``folder``, on the default local stores there (MLFLOW_TRACKING_URI unset);
-    ``what`` names it in the progress line that says it ended."""
+    its wall time in seconds. ``what`` names it in the progress line that says it ended."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    PROGRESS.run_ended(what, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    PROGRESS.run_ended(what, seconds)
+    return seconds
 
 
 def run_sweep(overrides: list[str], what: str) -> SweepResult:

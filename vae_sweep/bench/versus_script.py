@@ -15,7 +15,6 @@ import itertools
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +63,7 @@ class VersusScript:
 
 def timed(folder: Path, command: list[str], what: str) -> WholeRun:
     """``command`` run in ``folder``; its wall time and the train_seconds its MLflow store holds."""
-    start = time.perf_counter()
-    run_in(folder, command, what)
-    wall = time.perf_counter() - start
+    wall = run_in(folder, command, what)
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, max_results=10_000)
@@ -105,9 +102,7 @@ def versus_script(trials: int, epochs: int, repeats: int) -> VersusScript:
                 result.one_trial[name].append(timed(Path(folder), command(1, 1), f"{name}, 1 trial"))
                 if name == "ours":
                     before = sweep_folders(Path(folder))
-                    start = time.perf_counter()
-                    run_in(Path(folder), command(1, 1), "ours, the finished study's rerun")
-                    result.rerun_s.append(time.perf_counter() - start)
+                    result.rerun_s.append(run_in(Path(folder), command(1, 1), "ours, the finished study's rerun"))
                     result.rerun_made_folder |= sweep_folders(Path(folder)) != before
         for name, command in sides:
             with tempfile.TemporaryDirectory(prefix="vae-bench-") as folder:
